@@ -1,0 +1,83 @@
+"""The audit log (the seed's ``audit_logs``) and the ``suspicious_activities`` view over it."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models.functions import Now
+
+from audit_app.exceptions import AppendOnlyError
+
+
+class AuditLogQuerySet(models.QuerySet["AuditLog"]):
+    """Bulk changes are refused in Python too; PostgreSQL also refuses them with a trigger."""
+
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("UPDATE")
+
+    def delete(self) -> NoReturn:
+        raise AppendOnlyError("DELETE")
+
+
+class AuditLog(models.Model):
+    """One audited event. Rows are written by ``audit_app.services.record`` and never changed."""
+
+    id = models.AutoField(primary_key=True)
+    event_type = models.CharField(max_length=50)
+    actor = models.CharField(max_length=100, null=True, blank=True)
+    resource = models.CharField(max_length=200, null=True, blank=True)
+    action = models.CharField(max_length=50, null=True, blank=True)
+    ip_address = models.CharField(max_length=45, null=True, blank=True)
+    user_agent = models.TextField(null=True, blank=True)
+    success = models.BooleanField(null=True)
+    error_message = models.TextField(null=True, blank=True)
+    metadata = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(db_default=Now())
+
+    objects = AuditLogQuerySet.as_manager()
+
+    class Meta:
+        db_table = "audit_logs"
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["event_type", "created_at"], name="idx_audit_logs_event"),
+            models.Index(fields=["actor"], name="idx_audit_logs_actor"),
+        ]
+
+    def __str__(self) -> str:
+        outcome = {True: "ok", False: "failed", None: "-"}[self.success]
+        return f"{self.event_type} {self.action or ''} by {self.actor or '?'}: {outcome}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("UPDATE")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("DELETE")
+
+
+class SuspiciousActivity(models.Model):
+    """A row of the ``suspicious_activities`` view: an actor with >= 5 failures in the last hour.
+
+    The view is created by migration ``audit_app.0002`` for each database vendor; this model only
+    reads it.
+    """
+
+    actor = models.CharField(max_length=100, primary_key=True)
+    failed_attempts = models.IntegerField()
+    last_attempt = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "suspicious_activities"
+        verbose_name = "suspicious activity"
+        verbose_name_plural = "suspicious activity"
+        ordering = ["-failed_attempts", "-last_attempt"]
+
+    def __str__(self) -> str:
+        return f"{self.actor}: {self.failed_attempts} failures"

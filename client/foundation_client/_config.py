@@ -1,0 +1,88 @@
+"""Client settings, read from ``FOUNDATION_*`` environment variables.
+
+One small frozen object rather than long keyword lists; every field can also be given directly
+(tests and embedded use). Malformed values fail at construction with the variable's name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from foundation_client._exceptions import ConfigurationError
+
+_AGENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    direct, file_name = env.get(name), env.get(f"{name}_FILE")
+    if direct and file_name:
+        raise ConfigurationError(name, f"set {name} or {name}_FILE, not both")
+    if file_name:
+        try:
+            value = Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{name}_FILE", f"cannot read {file_name!r}: {exc.strerror}"
+            ) from None
+        if not value:
+            raise ConfigurationError(f"{name}_FILE", f"{file_name!r} is empty")
+        return value
+    return direct or None
+
+
+def _url(name: str, value: str, schemes: frozenset[str]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigurationError(
+            name, f"must be a URL with scheme {', '.join(sorted(schemes))}, got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where the foundation is and who this agent is."""
+
+    agent_name: str
+    api_url: str = "http://127.0.0.1:8000"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    agent_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _AGENT_NAME.match(self.agent_name):
+            raise ConfigurationError(
+                "FOUNDATION_AGENT_NAME",
+                "must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter, "
+                f"got {self.agent_name!r}",
+            )
+        _url("FOUNDATION_API_URL", self.api_url, frozenset({"http", "https"}))
+        _url("FOUNDATION_REDIS_URL", self.redis_url, frozenset({"redis", "rediss", "unix"}))
+
+    def __repr__(self) -> str:
+        # The token is a credential: never in a repr, a log line or a traceback.
+        token = "set" if self.agent_token else "unset"
+        return (
+            f"ClientSettings(agent_name={self.agent_name!r}, api_url={self.api_url!r}, "
+            f"agent_token=<{token}>)"
+        )
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, agent_name: str | None = None
+    ) -> ClientSettings:
+        """Build settings from ``FOUNDATION_*`` variables (``os.environ`` by default)."""
+        env = os.environ if env is None else env
+        name = agent_name or env.get("FOUNDATION_AGENT_NAME")
+        if not name:
+            raise ConfigurationError("FOUNDATION_AGENT_NAME", "is not set")
+        return cls(
+            agent_name=name,
+            api_url=env.get("FOUNDATION_API_URL") or cls.api_url,
+            redis_url=env.get("FOUNDATION_REDIS_URL") or cls.redis_url,
+            agent_token=_secret(env, "FOUNDATION_AGENT_TOKEN"),
+        )

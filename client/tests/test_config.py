@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from foundation_client import ClientSettings, ConfigurationError, FoundationError
+
+
+def test_it_reads_foundation_variables():
+    settings = ClientSettings.from_env(
+        {
+            "FOUNDATION_AGENT_NAME": "ai_manager",
+            "FOUNDATION_API_URL": "https://foundation.example",
+            "FOUNDATION_REDIS_URL": "rediss://cache:6380/2",
+            "FOUNDATION_AGENT_TOKEN": "tok",
+        }
+    )
+    assert settings.agent_name == "ai_manager"
+    assert settings.api_url == "https://foundation.example"
+    assert settings.redis_url == "rediss://cache:6380/2"
+    assert settings.agent_token == "tok"
+
+
+def test_it_reads_the_token_from_a_file(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    settings = ClientSettings.from_env(
+        {"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_AGENT_TOKEN_FILE": str(token_file)}
+    )
+    assert settings.agent_token == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({}, "FOUNDATION_AGENT_NAME"),
+        ({"FOUNDATION_AGENT_NAME": "Bad Name"}, "FOUNDATION_AGENT_NAME"),
+        ({"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_API_URL": "ftp://x"}, "FOUNDATION_API_URL"),
+        (
+            {"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_REDIS_URL": "localhost"},
+            "FOUNDATION_REDIS_URL",
+        ),
+        (
+            {"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_AGENT_TOKEN_FILE": "/nonexistent/t"},
+            "FOUNDATION_AGENT_TOKEN_FILE",
+        ),
+        (
+            {
+                "FOUNDATION_AGENT_NAME": "a",
+                "FOUNDATION_AGENT_TOKEN": "x",
+                "FOUNDATION_AGENT_TOKEN_FILE": "/tmp/t",
+            },
+            "FOUNDATION_AGENT_TOKEN",
+        ),
+    ],
+)
+def test_bad_settings_name_the_variable(env, variable):
+    with pytest.raises(ConfigurationError) as excinfo:
+        ClientSettings.from_env(env)
+    assert excinfo.value.variable == variable
+    assert str(excinfo.value).startswith(variable)
+    assert isinstance(excinfo.value, FoundationError)
+
+
+def test_the_token_never_shows_in_repr():
+    settings = ClientSettings(agent_name="a", agent_token="super-secret-token")
+    assert "super-secret-token" not in repr(settings)
+    assert "agent_token=<set>" in repr(settings)

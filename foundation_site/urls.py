@@ -1,0 +1,19 @@
+"""Root URLs: the admin (where admins work), RQ's dashboard and a health probe."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from foundation_site import views
+
+admin.site.site_header = "Foundation"
+admin.site.site_title = "Foundation admin"
+admin.site.index_title = "Secrets, messaging, telemetry, configuration and audit"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+]

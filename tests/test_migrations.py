@@ -1,0 +1,197 @@
+"""The schema the seed asks for, checked on the database this run uses (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+pytestmark = pytest.mark.django_db
+
+# table -> {column: (nullable, has a database default)}
+SEED_COLUMNS = {
+    "secrets_metadata": {
+        "id": False,
+        "secret_name": False,
+        "provider": True,
+        "storage_backend": True,
+        "last_rotated": True,
+        "rotation_policy_days": True,
+        "created_at": False,
+        "updated_at": False,
+    },
+    "system_state": {"id": False, "state_key": False, "state_value": False, "updated_at": False},
+    "metrics": {
+        "id": False,
+        "metric_name": False,
+        "metric_value": False,
+        "unit": True,
+        "tags": True,
+        "timestamp": False,
+    },
+    "message_logs": {
+        "id": False,
+        "message_id": True,
+        "sender": True,
+        "receiver": True,
+        "message_type": True,
+        "payload": True,
+        "status": True,
+        "error_message": True,
+        "created_at": False,
+    },
+    "config_history": {
+        "id": False,
+        "config_key": True,
+        "old_value": True,
+        "new_value": True,
+        "changed_by": True,
+        "changed_at": False,
+    },
+    "audit_logs": {
+        "id": False,
+        "event_type": False,
+        "actor": True,
+        "resource": True,
+        "action": True,
+        "ip_address": True,
+        "user_agent": True,
+        "success": True,
+        "error_message": True,
+        "metadata": True,
+        "created_at": False,
+    },
+}
+
+SEED_INDEXES = {
+    "secrets_metadata": {"idx_secrets_provider": ["provider"]},
+    "metrics": {"idx_metrics_name_time": ["metric_name", "timestamp"]},
+    "message_logs": {
+        "idx_messages_sender": ["sender", "created_at"],
+        "idx_messages_receiver": ["receiver", "created_at"],
+    },
+    "config_history": {"idx_config_history_key": ["config_key", "changed_at"]},
+    "audit_logs": {
+        "idx_audit_logs_event": ["event_type", "created_at"],
+        "idx_audit_logs_actor": ["actor"],
+    },
+}
+
+SEED_WIDTHS = {
+    ("secrets_metadata", "secret_name"): 100,
+    ("secrets_metadata", "provider"): 50,
+    ("secrets_metadata", "storage_backend"): 50,
+    ("system_state", "state_key"): 100,
+    ("metrics", "metric_name"): 100,
+    ("metrics", "unit"): 20,
+    ("message_logs", "message_id"): 100,
+    ("message_logs", "message_type"): 50,
+    ("message_logs", "status"): 20,
+    ("config_history", "config_key"): 200,
+    ("config_history", "changed_by"): 100,
+    ("audit_logs", "event_type"): 50,
+    ("audit_logs", "resource"): 200,
+    ("audit_logs", "ip_address"): 45,
+}
+
+
+def describe(table: str):
+    with connection.cursor() as cursor:
+        return {c.name: c for c in connection.introspection.get_table_description(cursor, table)}
+
+
+def constraints(table: str):
+    with connection.cursor() as cursor:
+        return connection.introspection.get_constraints(cursor, table)
+
+
+@pytest.mark.parametrize("table", sorted(SEED_COLUMNS))
+def test_every_seed_table_has_the_seed_columns_and_nullability(table):
+    columns = describe(table)
+    assert set(columns) == set(SEED_COLUMNS[table])
+    for name, nullable in SEED_COLUMNS[table].items():
+        assert bool(columns[name].null_ok) == nullable, f"{table}.{name} nullability"
+
+
+def declared_width(table: str, column: str) -> int | None:
+    if connection.vendor == "sqlite":
+        # SQLite keeps the declared type ("varchar(100)") though it does not enforce it.
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA table_info({table})")
+            declared = {row[1]: row[2] for row in cursor.fetchall()}[column]
+        match = re.fullmatch(r"varchar\((\d+)\)", declared, re.IGNORECASE)
+        return int(match.group(1)) if match else None
+    size = describe(table)[column].display_size
+    return int(size) if size is not None else None
+
+
+@pytest.mark.parametrize(("table", "column"), sorted(SEED_WIDTHS))
+def test_text_columns_have_the_seed_widths(table, column):
+    assert declared_width(table, column) == SEED_WIDTHS[(table, column)]
+
+
+@pytest.mark.parametrize("table", sorted(SEED_INDEXES))
+def test_the_seed_indexes_exist_under_their_names(table):
+    found = constraints(table)
+    for name, columns in SEED_INDEXES[table].items():
+        assert name in found, f"{name} missing on {table}"
+        assert found[name]["columns"] == columns
+
+
+def test_descending_time_indexes_are_descending():
+    for table, index in [
+        ("metrics", "idx_metrics_name_time"),
+        ("message_logs", "idx_messages_sender"),
+        ("config_history", "idx_config_history_key"),
+    ]:
+        assert constraints(table)[index]["orders"][-1] == "DESC"
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [("secrets_metadata", "secret_name"), ("system_state", "state_key")],
+)
+def test_the_seed_unique_constraints_exist(table, column):
+    assert any(c["unique"] and c["columns"] == [column] for c in constraints(table).values())
+
+
+def test_database_defaults_fill_created_at_and_rotation_policy():
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO secrets_metadata (secret_name) VALUES ('raw_insert')")
+        cursor.execute(
+            "SELECT rotation_policy_days, created_at, updated_at FROM secrets_metadata"
+            " WHERE secret_name = 'raw_insert'"
+        )
+        days, created, updated = cursor.fetchone()
+    assert days == 90
+    assert created is not None
+    assert updated is not None
+
+
+def test_suspicious_activities_is_a_view():
+    with connection.cursor() as cursor:
+        tables = {t.name: t.type for t in connection.introspection.get_table_list(cursor)}
+    assert tables["suspicious_activities"] == "v"
+
+
+def test_the_models_and_the_migrations_agree():
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_app_migrates_down_to_zero_and_back_up():
+    apps = ["audit_app", "secrets_app", "telemetry_app", "messaging_app", "config_app"]
+    for app in apps:
+        call_command("migrate", app, "zero", verbosity=0)
+    with connection.cursor() as cursor:
+        left = set(connection.introspection.table_names(cursor, include_views=True))
+    assert not left & {*SEED_COLUMNS, "suspicious_activities"}
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        back = set(connection.introspection.table_names(cursor, include_views=True))
+    assert {*SEED_COLUMNS, "suspicious_activities"} <= back

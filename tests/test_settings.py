@@ -1,0 +1,141 @@
+"""Bad configuration stops start-up at once, naming the variable; good production values pass
+``check --deploy`` without a warning."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD_SECRET = "k" * 20 + "abcdefghijklmnopqrstuvwxyz0123456789"
+GOOD_MASTER = base64.urlsafe_b64encode(b"\x01" * 32).decode()
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": GOOD_SECRET,
+    "ALLOWED_HOSTS": "foundation.example.com",
+    "FOUNDATION_MASTER_KEY": GOOD_MASTER,
+    "DATABASE_URL": "sqlite:////tmp/foundation-settings-test.db",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "VAULT_ADDR": "https://vault.example.com:8200",
+}
+
+
+def run_django(
+    env_overrides: dict[str, str | None], *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PRODUCTION and not k.endswith("_FILE") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
+    env |= PRODUCTION
+    env["FOUNDATION_ENV_FILE"] = ""
+    env["DJANGO_SETTINGS_MODULE"] = "foundation_site.settings"
+    for key, value in env_overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    command = list(args) or ["-c", "import django; django.setup(); print('configured')"]
+    return subprocess.run(
+        [sys.executable, *command],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_production_values_start():
+    result = run_django({})
+    assert result.returncode == 0, result.stderr
+    assert "configured" in result.stdout
+
+
+def test_check_deploy_reports_nothing_with_production_values():
+    result = run_django({}, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"SECRET_KEY": None}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS"),
+        ({"FOUNDATION_MASTER_KEY": None}, "FOUNDATION_MASTER_KEY"),
+        ({"FOUNDATION_MASTER_KEY": "not-base64-and-too-short"}, "FOUNDATION_MASTER_KEY"),
+        (
+            {"FOUNDATION_MASTER_KEY": base64.urlsafe_b64encode(b"x" * 16).decode()},
+            "FOUNDATION_MASTER_KEY",
+        ),
+        ({"DEBUG": "ture"}, "DEBUG"),
+        ({"DATABASE_URL": "mysqlx://db/x"}, "DATABASE_URL"),
+        ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:port/0"}, "REDIS_URL"),
+        ({"VAULT_ADDR": "vault:8200"}, "VAULT_ADDR"),
+        ({"SECRET_KEY_FILE": "/nonexistent/secret"}, "SECRET_KEY_FILE"),
+        (
+            {"DATABASE_CONN_MAX_AGE": "forever", "DATABASE_URL": "postgres://u@127.0.0.1:5432/x"},
+            "DATABASE_CONN_MAX_AGE",
+        ),
+        ({"SECURE_HSTS_SECONDS": "-5"}, "SECURE_HSTS_SECONDS"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_configuration_fails_fast_naming_the_variable(overrides, variable):
+    result = run_django(overrides)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert variable in last_line, result.stderr
+
+
+def test_secrets_can_come_from_files(tmp_path):
+    key_file = tmp_path / "secret_key"
+    key_file.write_text(GOOD_SECRET + "\n")
+    master_file = tmp_path / "master"
+    master_file.write_text(GOOD_MASTER)
+    result = run_django(
+        {
+            "SECRET_KEY": None,
+            "SECRET_KEY_FILE": str(key_file),
+            "FOUNDATION_MASTER_KEY": None,
+            "FOUNDATION_MASTER_KEY_FILE": str(master_file),
+        },
+        "-c",
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.SECRET_KEY == 'k' * 20 + 'abcdefghijklmnopqrstuvwxyz0123456789', "
+        "len(settings.FOUNDATION_MASTER_KEY))",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "32"]
+
+
+def test_a_variable_and_its_file_together_are_refused(tmp_path):
+    key_file = tmp_path / "secret_key"
+    key_file.write_text(GOOD_SECRET)
+    result = run_django({"SECRET_KEY_FILE": str(key_file)})
+    assert result.returncode != 0
+    assert "SECRET_KEY or SECRET_KEY_FILE" in result.stderr
+
+
+def test_debug_needs_no_secrets():
+    result = run_django(
+        {"DEBUG": "true", "SECRET_KEY": None, "FOUNDATION_MASTER_KEY": None, "ALLOWED_HOSTS": None}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_secret_key_value_never_appears_in_the_error(tmp_path):
+    result = run_django({"SECRET_KEY": "short-but-secret-canary"})
+    assert "short-but-secret-canary" not in result.stderr
