@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -38,6 +40,12 @@ class SuspiciousActivityAdmin(ReadOnlyModelAdmin):
     list_display = ("actor", "failed_attempts", "last_attempt", "audit_rows")
     list_display_links = None
     search_fields = ("actor",)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {"title": "Suspicious activity: five or more failures in the last hour"}
+        return super().changelist_view(request, {**context, **(extra_context or {})})
 
     @admin.display(description="Audit rows")
     def audit_rows(self, obj: SuspiciousActivity) -> SafeString:

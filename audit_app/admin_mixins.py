@@ -16,50 +16,35 @@ from django.http import HttpRequest
 from audit_app import services
 
 
-def _resource(obj: Model) -> str:
+def _audit(request: HttpRequest, obj: Model, action: str, **metadata: Any) -> None:
     meta = obj._meta
-    return f"{meta.app_label}.{meta.model_name}:{obj.pk}"
+    services.record(
+        "admin.change",
+        request.user,
+        f"{meta.app_label}.{meta.model_name}:{obj.pk}",
+        action,
+        request=request,
+        object_repr=str(obj)[:200],
+        **metadata,
+    )
 
 
 class AuditedModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
         entry = super().log_addition(request, obj, message)
-        services.record(
-            "admin.change",
-            request.user,
-            _resource(obj),
-            "add",
-            request=request,
-            object_repr=str(obj)[:200],
-            change_message=message,
-        )
+        _audit(request, obj, "add", change_message=message)
         return entry
 
     def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
         entry = super().log_change(request, obj, message)
-        services.record(
-            "admin.change",
-            request.user,
-            _resource(obj),
-            "change",
-            request=request,
-            object_repr=str(obj)[:200],
-            change_message=message,
-        )
+        _audit(request, obj, "change", change_message=message)
         return entry
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         objects = list(queryset)
         entries = super().log_deletions(request, objects)  # type: ignore[arg-type]
         for obj in objects:
-            services.record(
-                "admin.change",
-                request.user,
-                _resource(obj),
-                "delete",
-                request=request,
-                object_repr=str(obj)[:200],
-            )
+            _audit(request, obj, "delete")
         return entries
 
 

@@ -114,3 +114,8 @@ def test_the_suspicious_page_offers_no_changes(admin_client):
     html = admin_client.get(SUSPICIOUS).content.decode()
     assert "suspiciousactivity/add/" not in html
     assert "delete_selected" not in html
+
+
+def test_the_suspicious_page_says_what_it_lists(admin_client):
+    html = admin_client.get(SUSPICIOUS).content.decode()
+    assert "five or more failures in the last hour" in html
