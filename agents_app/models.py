@@ -1,3 +1,99 @@
-"""Agent identities, grants and heartbeats arrive with the secrets issue (#3)."""
+"""Agent identities: a name, a hashed API token, an optional X25519 public key, and grants."""
 
 from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Now
+
+from foundation_client._sealing import load_public_key
+
+TOKEN_PREFIX = "fdn_"  # noqa: S105 - a prefix, not a credential
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 256 random bits, so one SHA-256 (no salt, no stretching) is enough to store."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def validate_public_key(value: str) -> None:
+    try:
+        load_public_key(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class Agent(models.Model):
+    name = models.CharField(
+        max_length=63,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[a-z][a-z0-9_-]{0,62}$",
+                "1-63 characters of a-z, 0-9, '_' or '-', starting with a letter",
+            )
+        ],
+    )
+    description = models.CharField(max_length=200, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    public_key = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_public_key],
+        help_text="X25519 public key (URL-safe base64). When set, secret values are sealed to it.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(db_default=Now())
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_new_token(self) -> str:
+        """Give the agent a new token and return it; only its hash is kept."""
+        token = new_token()
+        self.token_hash = hash_token(token)
+        return token
+
+    def may_read(self, secret_name: str) -> bool:
+        return any(grant.matches(secret_name) for grant in self.grants.all())
+
+
+class SecretGrant(models.Model):
+    """Which secrets an agent may read: an exact name, or a prefix ending in ``*``."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
+    pattern = models.CharField(
+        max_length=101,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9_.:/-]*\*?$",
+                "a secret name, or a prefix followed by '*' ('*' alone grants everything)",
+            )
+        ],
+    )
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "pattern"], name="uniq_agent_grant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} may read {self.pattern}"
+
+    def matches(self, secret_name: str) -> bool:
+        if self.pattern.endswith("*"):
+            return secret_name.startswith(self.pattern[:-1])
+        return secret_name == self.pattern

@@ -98,8 +98,8 @@ def env_url(name: str, default: str, schemes: set[str]) -> str:
     return raw
 
 
-def master_key(raw: str | None) -> bytes | None:
-    """FOUNDATION_MASTER_KEY is 32 random bytes, URL-safe base64 (``Fernet.generate_key()``)."""
+def master_key(raw: str | None, name: str = "FOUNDATION_MASTER_KEY") -> bytes | None:
+    """A master key is 32 random bytes, URL-safe base64 (``Fernet.generate_key()``)."""
     if raw is None:
         return None
     try:
@@ -108,7 +108,7 @@ def master_key(raw: str | None) -> bytes | None:
         key = b""
     if len(key) != 32:
         raise ImproperlyConfigured(
-            "FOUNDATION_MASTER_KEY must be 32 bytes in URL-safe base64 (44 characters); "
+            f"{name} must be 32 bytes in URL-safe base64 (44 characters); "
             'make one with: python -c "import base64,os;print(base64.urlsafe_b64encode('
             'os.urandom(32)).decode())"'
         )
@@ -149,6 +149,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_rq",
+    "ninja",
     "foundation_site",
     "audit_app",
     "agents_app",
@@ -232,6 +233,34 @@ CHANNEL_LAYERS = {
 VAULT_ADDR = env_url("VAULT_ADDR", "http://127.0.0.1:8200", {"http", "https"})
 VAULT_TOKEN = env_secret("VAULT_TOKEN", required=False)
 FOUNDATION_MASTER_KEY = master_key(env_secret("FOUNDATION_MASTER_KEY", required=not DEBUG))
+# During a master-key rotation: the keys values may still be wrapped with, comma-separated.
+FOUNDATION_PREVIOUS_MASTER_KEYS: list[bytes] = [
+    key
+    for raw in (env_secret("FOUNDATION_PREVIOUS_MASTER_KEYS", required=False) or "").split(",")
+    if raw.strip()
+    for key in [master_key(raw.strip(), "FOUNDATION_PREVIOUS_MASTER_KEYS")]
+    if key is not None
+]
+VAULT_TIMEOUT = env_int("VAULT_TIMEOUT", 5, minimum=1)
+VAULT_ROLE_ID = os.environ.get("VAULT_ROLE_ID") or None
+VAULT_SECRET_ID = env_secret("VAULT_SECRET_ID", required=False)
+if VAULT_ROLE_ID and not VAULT_SECRET_ID:
+    raise ImproperlyConfigured(
+        "VAULT_SECRET_ID (or VAULT_SECRET_ID_FILE) must be set with VAULT_ROLE_ID"
+    )
+
+# --- Secrets --------------------------------------------------------------------------------
+SECRETS_DEFAULT_BACKEND = env.str("SECRETS_DEFAULT_BACKEND", default="vault")
+if SECRETS_DEFAULT_BACKEND not in {"vault", "local"}:
+    raise ImproperlyConfigured(
+        f"SECRETS_DEFAULT_BACKEND must be vault or local, got {SECRETS_DEFAULT_BACKEND!r}"
+    )
+SECRETS_VAULT_MOUNT = env.str("SECRETS_VAULT_MOUNT", default="secret")
+SECRETS_VAULT_PREFIX = env.str("SECRETS_VAULT_PREFIX", default="foundation")
+# Rotators by provider (dotted paths to callables taking the SecretMetadata, returning a value);
+# "default" serves every provider not listed.
+SECRETS_ROTATORS: dict[str, str] = {"default": "secrets_app.rotators.random_urlsafe"}
+SECRETS_ROTATION_CRON = env.str("SECRETS_ROTATION_CRON", default="*/15 * * * *")
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,11 +1,41 @@
-"""Secret metadata in the admin. Values, versions and rotation arrive with the secrets issue."""
+"""Secrets in the admin: create (write-only value), set a new value, versions, rollback, rotate,
+delete. Each action goes through ``secrets_app.services``, which audits it; no page ever shows a
+value."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
 from audit_app.admin_mixins import AuditedModelAdmin
-from secrets_app.models import SecretMetadata
+from secrets_app import services
+from secrets_app.exceptions import SecretsError
+from secrets_app.forms import SecretCreateForm, SetValueForm
+from secrets_app.models import SecretMetadata, SecretVersion
+
+
+class RotationDueFilter(admin.SimpleListFilter):
+    title = "rotation"
+    parameter_name = "rotation"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("due", "Due now")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "due":
+            due = [s.pk for s in services.due_for_rotation()]
+            return queryset.filter(pk__in=due)
+        return queryset
 
 
 @admin.register(SecretMetadata)
@@ -14,10 +44,199 @@ class SecretMetadataAdmin(AuditedModelAdmin):
         "secret_name",
         "provider",
         "storage_backend",
+        "current_version",
+        "rotation_status",
         "last_rotated",
+        "last_read_at",
+        "last_read_by",
+    )
+    list_filter = (RotationDueFilter, "storage_backend", "provider")
+    search_fields = ("secret_name", "provider", "description")
+    fields = (
+        "secret_name",
+        "storage_backend",
+        "provider",
+        "description",
         "rotation_policy_days",
+        "current_version",
+        "last_rotated",
+        "last_read_at",
+        "last_read_by",
+        "created_at",
         "updated_at",
     )
-    list_filter = ("provider", "storage_backend")
-    search_fields = ("secret_name", "provider")
-    readonly_fields = ("last_rotated", "created_at", "updated_at")
+    readonly_fields = (
+        "secret_name",
+        "storage_backend",
+        "current_version",
+        "last_rotated",
+        "last_read_at",
+        "last_read_by",
+        "created_at",
+        "updated_at",
+    )
+    actions = None  # no bulk delete of secrets
+
+    @admin.display(description="Rotation")
+    def rotation_status(self, obj: SecretMetadata) -> str:
+        due = obj.rotation_due_at()
+        if due is None:
+            return "no policy"
+        if due <= timezone.now():
+            return format_html('<strong style="color:#ba2121">due since {}</strong>', due.date())
+        return f"due {due.date()}"
+
+    # --- URLs ---------------------------------------------------------------------------------
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/set-value/",
+                wrap(self.set_value_view),
+                name="secrets_app_secret_set_value",
+            ),
+            path(
+                "<int:pk>/versions/", wrap(self.versions_view), name="secrets_app_secret_versions"
+            ),
+            path(
+                "<int:pk>/rotate/",
+                wrap(require_POST(self.rotate_view)),
+                name="secrets_app_secret_rotate",
+            ),
+            path(
+                "<int:pk>/rollback/<int:version>/",
+                wrap(require_POST(self.rollback_view)),
+                name="secrets_app_secret_rollback",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _secret(self, request: HttpRequest, pk: int, *, change: bool) -> SecretMetadata:
+        secret = get_object_or_404(SecretMetadata, pk=pk)
+        allowed = (
+            self.has_change_permission(request, secret)
+            if change
+            else self.has_view_permission(request, secret)
+        )
+        if not allowed:
+            raise PermissionDenied
+        return secret
+
+    def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            f"admin/secrets_app/secretmetadata/{template}",
+            {**self.admin_site.each_context(request), "opts": self.opts, **context},
+        )
+
+    def _to_change(self, secret: SecretMetadata) -> HttpResponseRedirect:
+        return HttpResponseRedirect(
+            reverse("admin:secrets_app_secretmetadata_change", args=[secret.pk])
+        )
+
+    # --- Create ------------------------------------------------------------------------------
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = SecretCreateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                secret = services.create_secret(
+                    data["secret_name"],
+                    data["value"],
+                    actor=request.user,
+                    request=request,
+                    backend=data["storage_backend"],
+                    provider=data["provider"],
+                    rotation_policy_days=data["rotation_policy_days"],
+                    description=data["description"],
+                )
+            except SecretsError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(
+                    request,
+                    f"Secret {secret.secret_name} created (version {secret.current_version}).",
+                )
+                return self._to_change(secret)
+        return self._page(
+            request,
+            "form_page.html",
+            title="Add secret",
+            form=form,
+            submit="Create secret",
+        )
+
+    # --- New value, versions, rollback, rotation ---------------------------------------------
+    def set_value_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        secret = self._secret(request, pk, change=True)
+        form = SetValueForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                version = services.set_value(
+                    secret, form.cleaned_data["value"], actor=request.user, request=request
+                )
+            except SecretsError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"New value stored as version {version}.")
+                return self._to_change(secret)
+        return self._page(
+            request,
+            "form_page.html",
+            title=f"Set a new value for {secret}",
+            form=form,
+            submit="Store new version",
+            original=secret,
+        )
+
+    def versions_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        secret = self._secret(request, pk, change=False)
+        return self._page(
+            request,
+            "versions.html",
+            title=f"Versions of {secret}",
+            original=secret,
+            versions=SecretVersion.objects.filter(secret=secret).order_by("-version"),
+            can_change=self.has_change_permission(request, secret),
+        )
+
+    def rollback_view(self, request: HttpRequest, pk: int, version: int) -> HttpResponse:
+        secret = self._secret(request, pk, change=True)
+        try:
+            new = services.rollback(secret, version, actor=request.user, request=request)
+        except SecretsError as exc:
+            messages.error(request, f"Rollback failed: {exc}")
+        else:
+            messages.success(request, f"Version {version} is current again, as version {new}.")
+        return HttpResponseRedirect(reverse("admin:secrets_app_secret_versions", args=[secret.pk]))
+
+    def rotate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        secret = self._secret(request, pk, change=True)
+        try:
+            version = services.rotate(secret, actor=request.user, request=request)
+        except SecretsError as exc:
+            messages.error(request, f"Rotation failed, the current version keeps serving: {exc}")
+        else:
+            messages.success(request, f"Rotated: version {version} is current.")
+        return self._to_change(secret)
+
+    # --- Delete goes through the service (backend first, then metadata) -----------------------
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method != "POST":
+            return super().delete_view(request, object_id, extra_context)
+        secret = get_object_or_404(SecretMetadata, pk=object_id)
+        if not self.has_delete_permission(request, secret):
+            raise PermissionDenied
+        try:
+            services.delete_secret(secret, actor=request.user, request=request)
+        except SecretsError as exc:
+            messages.error(request, f"Deletion failed: {exc}")
+            return self._to_change(secret)
+        messages.success(request, f"Secret {secret.secret_name} and all its versions deleted.")
+        return HttpResponseRedirect(reverse("admin:secrets_app_secretmetadata_changelist"))

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from foundation_client._config import ClientSettings
-from foundation_client._exceptions import ConfigurationError, FoundationError
+from foundation_client._exceptions import (
+    ConfigurationError,
+    FoundationError,
+    SealingError,
+    SecretAccessDenied,
+    SecretError,
+    SecretNotFound,
+    SecretUnavailable,
+)
+from foundation_client._sealing import generate_keypair
+from foundation_client._secrets import SecretsClient
+from foundation_client._wire import RotationNotice
 
 __version__ = "0.1.0"
 
@@ -11,5 +22,13 @@ __all__ = [
     "ClientSettings",
     "ConfigurationError",
     "FoundationError",
+    "RotationNotice",
+    "SealingError",
+    "SecretAccessDenied",
+    "SecretError",
+    "SecretNotFound",
+    "SecretUnavailable",
+    "SecretsClient",
     "__version__",
+    "generate_keypair",
 ]

@@ -52,6 +52,8 @@ class ClientSettings:
     api_url: str = "http://127.0.0.1:8000"
     redis_url: str = "redis://127.0.0.1:6379/0"
     agent_token: str | None = None
+    #: URL-safe base64 X25519 private key; with it, the site seals secret values to this agent.
+    private_key: str | None = None
 
     def __post_init__(self) -> None:
         if not _AGENT_NAME.match(self.agent_name):
@@ -66,9 +68,10 @@ class ClientSettings:
     def __repr__(self) -> str:
         # The token is a credential: never in a repr, a log line or a traceback.
         token = "set" if self.agent_token else "unset"
+        key = "set" if self.private_key else "unset"
         return (
             f"ClientSettings(agent_name={self.agent_name!r}, api_url={self.api_url!r}, "
-            f"agent_token=<{token}>)"
+            f"agent_token=<{token}>, private_key=<{key}>)"
         )
 
     @classmethod
@@ -85,4 +88,5 @@ class ClientSettings:
             api_url=env.get("FOUNDATION_API_URL") or cls.api_url,
             redis_url=env.get("FOUNDATION_REDIS_URL") or cls.redis_url,
             agent_token=_secret(env, "FOUNDATION_AGENT_TOKEN"),
+            private_key=_secret(env, "FOUNDATION_AGENT_PRIVATE_KEY"),
         )

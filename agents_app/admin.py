@@ -1,0 +1,95 @@
+"""Agents in the admin. A new or regenerated token is shown once, in the response to the POST
+that made it (never in a message, a session or a log), and only its hash is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.views.decorators.http import require_POST
+
+from agents_app.models import Agent, SecretGrant
+from audit_app import services as audit
+from audit_app.admin_mixins import AuditedModelAdmin
+
+
+class SecretGrantInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = SecretGrant
+    extra = 1
+    fields = ("pattern",)
+
+
+@admin.register(Agent)
+class AgentAdmin(AuditedModelAdmin):
+    list_display = ("name", "is_active", "sealed", "grant_list", "last_seen_at", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "description", "grants__pattern")
+    fields = ("name", "description", "is_active", "public_key", "last_seen_at", "created_at")
+    readonly_fields = ("last_seen_at", "created_at")
+    inlines = [SecretGrantInline]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("grants")
+
+    @admin.display(boolean=True, description="Sealed delivery")
+    def sealed(self, obj: Agent) -> bool:
+        return bool(obj.public_key)
+
+    @admin.display(description="Grants")
+    def grant_list(self, obj: Agent) -> str:
+        return ", ".join(g.pattern for g in obj.grants.all()) or "—"
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:pk>/regenerate-token/",
+                self.admin_site.admin_view(require_POST(self.regenerate_token_view)),
+                name="agents_app_agent_regenerate_token",
+            ),
+            *super().get_urls(),
+        ]
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        if not change:
+            request._new_agent_token = obj.set_new_token()  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: Agent, post_url_continue: Any = None
+    ) -> HttpResponse:
+        token = getattr(request, "_new_agent_token", None)
+        if token is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._token_page(request, obj, token)
+
+    def regenerate_token_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        agent = get_object_or_404(Agent, pk=pk)
+        if not self.has_change_permission(request, agent):
+            raise PermissionDenied
+        token = agent.set_new_token()
+        agent.save(update_fields=["token_hash"])
+        audit.record(
+            "agents.token", request.user, f"agent:{agent.name}", "regenerate", request=request
+        )
+        return self._token_page(request, agent, token)
+
+    def _token_page(self, request: HttpRequest, agent: Agent, token: str) -> HttpResponse:
+        response = TemplateResponse(
+            request,
+            "admin/agents_app/agent/token_once.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": agent,
+                "token": token,
+                "title": f"Token for {agent.name}",
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,238 @@
+"""``SecretsClient``: an agent's secrets, cached, refreshed on rotation, opened when sealed.
+
+A ``get`` answers from memory while the entry is fresh (``ttl``, 60 s by default). Past that it asks
+the site's agent API. When the site cannot answer, a value fetched less than ``stale_if_error``
+ago is still served (an outage of Vault should not stop a running agent); past that window the
+caller gets :class:`SecretUnavailable`. A rotation notice on Redis pub/sub (name and version,
+never the value) drops the cached entry, so the next ``get`` fetches the new value at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from foundation_client._config import ClientSettings
+from foundation_client._exceptions import (
+    ConfigurationError,
+    SealingError,
+    SecretAccessDenied,
+    SecretNotFound,
+    SecretUnavailable,
+)
+from foundation_client._sealing import open_sealed, sealing_context
+from foundation_client._wire import SECRETS_API_PATH, SECRETS_ROTATION_CHANNEL, RotationNotice
+
+logger = logging.getLogger("foundation_client.secrets")
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: str
+    version: int
+    fresh_until: float
+    stale_until: float
+
+
+class SecretsClient:
+    """Read secrets through the foundation's agent API. Use as ``async with``."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        ttl: float = 60.0,
+        stale_if_error: float = 300.0,
+        timeout: float = 5.0,
+        http: httpx.AsyncClient | None = None,
+        redis: aioredis.Redis | None = None,
+        listen: bool = True,
+    ) -> None:
+        if ttl < 0 or stale_if_error < 0:
+            raise ValueError("ttl and stale_if_error must not be negative")
+        if not settings.agent_token:
+            raise ConfigurationError("FOUNDATION_AGENT_TOKEN", "is required to read secrets")
+        self.settings = settings
+        self.ttl = ttl
+        self.stale_if_error = stale_if_error
+        self._cache: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Future[_Entry]] = {}
+        self._http = http or httpx.AsyncClient(
+            base_url=settings.api_url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {settings.agent_token}"},
+        )
+        self._owns_http = http is None
+        self._redis = redis
+        self._owns_redis = redis is None
+        self._listen = listen
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def __aenter__(self) -> SecretsClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start listening for rotation notices (returns once subscribed, or after 2 s)."""
+        if not self._listen or self._listener is not None:
+            return
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+        self._listener = asyncio.create_task(self._listen_for_rotations(), name="secrets-rotation")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=2.0)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._owns_http:
+            await self._http.aclose()
+        if self._owns_redis and self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def get(self, name: str) -> str:
+        """The current value of secret ``name``."""
+        entry = self._cache.get(name)
+        if entry is not None and time.monotonic() < entry.fresh_until:
+            return entry.value
+        return (await self._refresh(name, entry)).value
+
+    def invalidate(self, name: str | None = None) -> None:
+        """Forget one cached secret, or all of them."""
+        if name is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(name, None)
+
+    def cached_version(self, name: str) -> int | None:
+        entry = self._cache.get(name)
+        return entry.version if entry else None
+
+    async def _refresh(self, name: str, stale: _Entry | None) -> _Entry:
+        # Concurrent callers of one name share one request.
+        pending = self._inflight.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
+        self._inflight[name] = future
+        try:
+            entry = await self._fetch(name)
+        except SecretUnavailable as exc:
+            if stale is not None and time.monotonic() < stale.stale_until:
+                logger.warning("serving cached %r inside its stale window: %s", name, exc.reason)
+                future.set_result(stale)
+                return stale
+            future.set_exception(exc)
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            self._cache[name] = entry
+            future.set_result(entry)
+            return entry
+        finally:
+            del self._inflight[name]
+            if future.done() and not future.cancelled():
+                future.exception()  # mark retrieved: nobody else may be waiting
+
+    async def _fetch(self, name: str) -> _Entry:
+        try:
+            response = await self._http.get(SECRETS_API_PATH + quote(name, safe=""))
+        except httpx.TimeoutException:
+            raise SecretUnavailable(name, "the foundation did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise SecretUnavailable(
+                name, f"cannot reach the foundation ({type(exc).__name__})"
+            ) from None
+        body = self._json(response)
+        if response.status_code == 200:
+            return self._entry(name, body)
+        detail = str(body.get("detail", "")) if body else ""
+        if response.status_code == 404:
+            raise SecretNotFound(name)
+        if response.status_code in (401, 403):
+            raise SecretAccessDenied(name, detail or f"HTTP {response.status_code}")
+        raise SecretUnavailable(
+            name, detail or f"the foundation answered HTTP {response.status_code}"
+        )
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def _entry(self, name: str, body: dict[str, Any]) -> _Entry:
+        version = body.get("version")
+        if not isinstance(version, int):
+            raise SecretUnavailable(name, "the foundation sent a malformed answer")
+        if "sealed" in body:
+            if not self.settings.private_key:
+                raise ConfigurationError(
+                    "FOUNDATION_AGENT_PRIVATE_KEY", "the site seals values to this agent's key"
+                )
+            try:
+                value = open_sealed(
+                    body["sealed"], self.settings.private_key, sealing_context(name, version)
+                ).decode("utf-8")
+            except (SealingError, UnicodeDecodeError) as exc:
+                raise SecretUnavailable(name, f"sealed value cannot be opened: {exc}") from None
+        elif isinstance(body.get("value"), str):
+            value = body["value"]
+        else:
+            raise SecretUnavailable(name, "the foundation sent a malformed answer")
+        now = time.monotonic()
+        return _Entry(value, version, now + self.ttl, now + self.ttl + self.stale_if_error)
+
+    async def _listen_for_rotations(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                assert self._redis is not None
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(SECRETS_ROTATION_CHANNEL)
+                    self._subscribed.set()
+                    delay = 0.5
+                    async for message in pubsub.listen():
+                        self._on_notice(message.get("data"))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                # Without notices the TTL still bounds staleness; keep trying to resubscribe.
+                logger.warning("rotation notices interrupted (%s); retrying in %.1fs", exc, delay)
+                self._subscribed.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _on_notice(self, raw: Any) -> None:
+        try:
+            notice = RotationNotice.decode(raw)
+        except (ValueError, TypeError):
+            logger.warning("ignored a malformed rotation notice")
+            return
+        entry = self._cache.get(notice.name)
+        if entry is not None and entry.version != notice.version:
+            del self._cache[notice.name]
+            logger.info(
+                "secret %r rotated to version %d; cache dropped", notice.name, notice.version
+            )

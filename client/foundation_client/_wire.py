@@ -1,0 +1,32 @@
+"""Wire formats shared by the site and the client: one definition, imported by both sides."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+SECRETS_API_PATH = "/api/v1/secrets/"
+#: Pub/sub channel on which the site announces new secret versions (name and version only).
+SECRETS_ROTATION_CHANNEL = "foundation:secrets:rotated"
+
+
+@dataclass(frozen=True)
+class RotationNotice:
+    """A secret got a new current version. It never carries the value."""
+
+    name: str
+    version: int
+
+    def encode(self) -> str:
+        return json.dumps({"name": self.name, "version": self.version})
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> RotationNotice:
+        """Parse a notice; raises ValueError on anything malformed."""
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("rotation notice is not an object")
+        name, version = data.get("name"), data.get("version")
+        if not isinstance(name, str) or not isinstance(version, int):
+            raise ValueError("rotation notice needs a string name and an integer version")
+        return cls(name=name, version=version)

@@ -1,0 +1,281 @@
+"""Everything done to a secret goes through here: stored in its backend, versioned, audited, and
+announced (name and version only) so agents' caches drop the old value.
+
+Values pass through these functions as arguments and return values only: they are never logged,
+put into an exception message, an audit row, an RQ job or a Redis key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from agents_app.models import Agent
+from audit_app import services as audit
+from foundation_client._wire import SECRETS_ROTATION_CHANNEL, RotationNotice
+from foundation_site.redis_client import get_redis
+from secrets_app.backends import get_backend
+from secrets_app.exceptions import (
+    AccessDenied,
+    InvalidSecret,
+    RotationFailed,
+    SecretDoesNotExist,
+    SecretsError,
+)
+from secrets_app.models import SECRET_NAME_RE, SecretMetadata, SecretVersion
+from secrets_app.rotators import get_rotator
+
+logger = logging.getLogger("foundation.secrets")
+_NAME = re.compile(SECRET_NAME_RE)
+
+
+def _resource(name: str) -> str:
+    return f"secret:{name}"
+
+
+def announce(name: str, version: int) -> None:
+    """Tell agents a secret has a new current version, once the change is committed."""
+
+    def publish() -> None:
+        try:
+            get_redis().publish(SECRETS_ROTATION_CHANNEL, RotationNotice(name, version).encode())
+        except Exception as exc:  # the TTL still bounds staleness; never fail the change for it
+            logger.warning("could not announce %s v%d: %s", name, version, type(exc).__name__)
+
+    transaction.on_commit(publish)
+
+
+def _check_value(value: str) -> None:
+    if not isinstance(value, str) or value == "":
+        raise InvalidSecret("a secret value must be a non-empty string")
+
+
+def create_secret(
+    name: str,
+    value: str,
+    *,
+    actor: object,
+    backend: str,
+    provider: str | None = None,
+    rotation_policy_days: int | None = 90,
+    description: str = "",
+    request: HttpRequest | None = None,
+) -> SecretMetadata:
+    """Create a secret and its version 1. Nothing is left behind if the backend fails."""
+    if not _NAME.match(name or ""):
+        raise InvalidSecret(f"invalid secret name {name!r}")
+    _check_value(value)
+    store = get_backend(backend)
+    try:
+        with transaction.atomic():
+            if SecretMetadata.objects.filter(secret_name=name).exists():
+                raise InvalidSecret(f"secret {name!r} exists already")
+            secret = SecretMetadata.objects.create(
+                secret_name=name,
+                provider=provider or None,
+                storage_backend=backend,
+                rotation_policy_days=rotation_policy_days,
+                description=description,
+                last_rotated=timezone.now(),
+            )
+            version = store.write(secret, value, None)
+            secret.current_version = version
+            secret.save(update_fields=["current_version"])
+            SecretVersion.objects.create(
+                secret=secret,
+                version=version,
+                reason=SecretVersion.Reason.CREATED,
+                created_by=audit.actor_name(actor) or "?",
+            )
+    except SecretsError as exc:
+        audit.record("secrets.write", actor, _resource(name), "create", False, request, exc)
+        raise
+    audit.record(
+        "secrets.write",
+        actor,
+        _resource(name),
+        "create",
+        True,
+        request,
+        version=version,
+        backend=backend,
+    )
+    return secret
+
+
+def _new_version(
+    secret: SecretMetadata, value: str, actor: object, reason: str, rolled_back_from: int | None
+) -> int:
+    with transaction.atomic():
+        locked = SecretMetadata.objects.select_for_update().get(pk=secret.pk)
+        version = get_backend(locked.storage_backend).write(locked, value, locked.current_version)
+        locked.current_version = version
+        fields = ["current_version", "updated_at"]
+        if reason in (SecretVersion.Reason.ROTATED, SecretVersion.Reason.SET):
+            locked.last_rotated = timezone.now()
+            fields.append("last_rotated")
+        locked.save(update_fields=fields)
+        SecretVersion.objects.create(
+            secret=locked,
+            version=version,
+            reason=reason,
+            rolled_back_from=rolled_back_from,
+            created_by=audit.actor_name(actor) or "?",
+        )
+        announce(locked.secret_name, version)
+    secret.refresh_from_db()
+    return version
+
+
+def set_value(
+    secret: SecretMetadata, value: str, *, actor: object, request: HttpRequest | None = None
+) -> int:
+    """Store a new value as the next version."""
+    try:
+        _check_value(value)
+        version = _new_version(secret, value, actor, SecretVersion.Reason.SET, None)
+    except SecretsError as exc:
+        audit.record(
+            "secrets.write", actor, _resource(secret.secret_name), "set", False, request, exc
+        )
+        raise
+    audit.record(
+        "secrets.write", actor, _resource(secret.secret_name), "set", True, request, version=version
+    )
+    return version
+
+
+def rollback(
+    secret: SecretMetadata, to_version: int, *, actor: object, request: HttpRequest | None = None
+) -> int:
+    """Make an earlier version current again, as a new version (history is never rewritten)."""
+    name = secret.secret_name
+    try:
+        if not SecretVersion.objects.filter(secret=secret, version=to_version).exists():
+            raise SecretDoesNotExist(name, to_version)
+        value = get_backend(secret.storage_backend).read(secret, to_version)
+        version = _new_version(secret, value, actor, SecretVersion.Reason.ROLLBACK, to_version)
+    except SecretsError as exc:
+        audit.record(
+            "secrets.rollback",
+            actor,
+            _resource(name),
+            "rollback",
+            False,
+            request,
+            exc,
+            to_version=to_version,
+        )
+        raise
+    audit.record(
+        "secrets.rollback",
+        actor,
+        _resource(name),
+        "rollback",
+        True,
+        request,
+        to_version=to_version,
+        version=version,
+    )
+    return version
+
+
+def rotate(secret: SecretMetadata, *, actor: object, request: HttpRequest | None = None) -> int:
+    """Rotate now through the provider's rotator. On failure the current version keeps serving."""
+    name = secret.secret_name
+    try:
+        try:
+            value = get_rotator(secret.provider)(secret)
+        except SecretsError:
+            raise
+        except Exception as exc:
+            raise RotationFailed(f"rotator failed for {name!r} ({type(exc).__name__})") from None
+        _check_value(value)
+        version = _new_version(secret, value, actor, SecretVersion.Reason.ROTATED, None)
+    except SecretsError as exc:
+        audit.record("secrets.rotate", actor, _resource(name), "rotate", False, request, exc)
+        raise
+    audit.record("secrets.rotate", actor, _resource(name), "rotate", True, request, version=version)
+    return version
+
+
+def delete_secret(
+    secret: SecretMetadata, *, actor: object, request: HttpRequest | None = None
+) -> None:
+    name = secret.secret_name
+    try:
+        with transaction.atomic():
+            get_backend(secret.storage_backend).destroy(secret)
+            SecretMetadata.objects.filter(pk=secret.pk).delete()
+    except SecretsError as exc:
+        audit.record("secrets.delete", actor, _resource(name), "delete", False, request, exc)
+        raise
+    audit.record("secrets.delete", actor, _resource(name), "delete", True, request)
+
+
+def read_value(secret: SecretMetadata, version: int | None = None) -> str:
+    """The value of a version (the current one by default), for the services' own use."""
+    wanted = version if version is not None else secret.current_version
+    if wanted is None:
+        raise SecretDoesNotExist(secret.secret_name)
+    return get_backend(secret.storage_backend).read(secret, wanted)
+
+
+def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) -> tuple[str, int]:
+    """An agent's read: the grant is checked first (so a denied agent learns nothing of whether
+    the secret exists), then the current version is read. Audited either way."""
+    resource = _resource(name)
+    try:
+        if not agent.is_active:
+            raise AccessDenied("agent is disabled")
+        if not agent.may_read(name):
+            raise AccessDenied("no grant for this secret")
+        secret = SecretMetadata.objects.filter(secret_name=name).first()
+        if secret is None or secret.current_version is None:
+            raise SecretDoesNotExist(name)
+        version = secret.current_version
+        value = get_backend(secret.storage_backend).read(secret, version)
+    except SecretsError as exc:
+        audit.record("secrets.read", agent, resource, "read", False, request, exc)
+        raise
+    with transaction.atomic():
+        now = timezone.now()
+        SecretMetadata.objects.filter(pk=secret.pk).update(
+            last_read_at=now, last_read_by=agent.name
+        )
+        Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
+        audit.record("secrets.read", agent, resource, "read", True, request, version=version)
+    return value, version
+
+
+def due_for_rotation(now: datetime | None = None) -> list[SecretMetadata]:
+    now = now or timezone.now()
+    candidates = SecretMetadata.objects.filter(rotation_policy_days__gt=0).order_by("pk")
+    return [s for s in candidates if s.is_rotation_due(now)]
+
+
+@dataclass
+class RotationReport:
+    rotated: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def rotate_due(actor: object = "rotation-scheduler") -> RotationReport:
+    """Rotate every secret past its policy. One failure never stops the others; a failed secret
+    keeps its ``last_rotated`` and so is tried again on the next run."""
+    report = RotationReport()
+    for secret in due_for_rotation():
+        try:
+            rotate(secret, actor=actor)
+        except SecretsError as exc:
+            logger.warning("rotation of %s failed: %s", secret.secret_name, exc)
+            report.failed.append(secret.secret_name)
+        else:
+            report.rotated.append(secret.secret_name)
+    return report
