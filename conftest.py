@@ -31,3 +31,33 @@ def outsider_client(outsider) -> Client:
     client = Client()
     client.force_login(outsider)
     return client
+
+
+# --- Secrets and agents ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def vault_prefix(settings) -> str:
+    """A Vault path prefix of the test's own, so tests never see each other's secrets."""
+    import uuid
+
+    settings.SECRETS_VAULT_PREFIX = f"test-{uuid.uuid4().hex[:12]}"
+    return settings.SECRETS_VAULT_PREFIX
+
+
+@pytest.fixture
+def make_agent(db):
+    """Create an agent with grants; returns (agent, token)."""
+    from agents_app.services import create_agent
+
+    def make(name: str = "ai_manager", grants=("*",), public_key: str = ""):
+        return create_agent(name, actor="test", grants=grants, public_key=public_key)
+
+    return make
+
+
+@pytest.fixture
+def redis_conn():
+    from foundation_site.redis_client import get_redis
+
+    return get_redis()

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.security import HttpBearer
 
 from agents_app.models import Agent
@@ -52,7 +52,7 @@ class AgentToken(HttpBearer):
 
 
 def _resource_of(request: HttpRequest) -> str:
-    name = request.path.rsplit("/", 1)[-1]
+    name = request.path.split("/secrets/", 1)[-1]
     return f"secret:{name}"[:200]
 
 
@@ -75,7 +75,7 @@ class ErrorOut(Schema):
 
 
 @router.get(
-    "/{name}",
+    "/{path:name}",
     response={200: SecretOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 503: ErrorOut},
     auth=AgentToken(),
     summary="Read the current value of a secret",
@@ -85,17 +85,17 @@ class ErrorOut(Schema):
         "data `secret:<name>:v<version>`); otherwise it is returned as `value`."
     ),
 )
-def read_secret(request: HttpRequest, name: str) -> tuple[int, dict[str, Any]]:
+def read_secret(request: HttpRequest, name: str) -> Status[dict[str, Any]]:
     agent: Agent = request.auth  # type: ignore[attr-defined]
     try:
         value, version = services.read_for_agent(agent, name, request)
     except AccessDenied as exc:
-        return 403, {"detail": exc.reason}
+        return Status(403, {"detail": exc.reason})
     except SecretDoesNotExist:
-        return 404, {"detail": f"secret {name!r} does not exist"}
+        return Status(404, {"detail": f"secret {name!r} does not exist"})
     except (BackendUnavailable, MasterKeyError) as exc:
         logger.warning("secret %s unavailable: %s", name, exc)
-        return 503, {"detail": "the secret store is unavailable"}
+        return Status(503, {"detail": "the secret store is unavailable"})
     body: dict[str, Any] = {"name": name, "version": version}
     if agent.public_key:
         body["sealed"] = seal(
@@ -103,4 +103,4 @@ def read_secret(request: HttpRequest, name: str) -> tuple[int, dict[str, Any]]:
         )
     else:
         body["value"] = value
-    return 200, body
+    return Status(200, body)

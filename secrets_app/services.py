@@ -68,11 +68,11 @@ def create_secret(
     request: HttpRequest | None = None,
 ) -> SecretMetadata:
     """Create a secret and its version 1. Nothing is left behind if the backend fails."""
-    if not _NAME.match(name or ""):
-        raise InvalidSecret(f"invalid secret name {name!r}")
-    _check_value(value)
-    store = get_backend(backend)
     try:
+        if not _NAME.match(name or ""):
+            raise InvalidSecret(f"invalid secret name {name!r}")
+        _check_value(value)
+        store = get_backend(backend)
         with transaction.atomic():
             if SecretMetadata.objects.filter(secret_name=name).exists():
                 raise InvalidSecret(f"secret {name!r} exists already")
@@ -94,7 +94,7 @@ def create_secret(
                 created_by=audit.actor_name(actor) or "?",
             )
     except SecretsError as exc:
-        audit.record("secrets.write", actor, _resource(name), "create", False, request, exc)
+        audit.record("secrets.write", actor, _resource(name[:100]), "create", False, request, exc)
         raise
     audit.record(
         "secrets.write",

@@ -42,8 +42,10 @@ def _new_client() -> hvac.Client:
 def client() -> hvac.Client:
     """One hvac client (and its keep-alive connection) per thread."""
     existing = getattr(_local, "client", None)
-    if existing is None or existing.url != settings.VAULT_ADDR:
+    wanted = (settings.VAULT_ADDR, settings.VAULT_TOKEN, settings.VAULT_ROLE_ID)
+    if existing is None or getattr(_local, "config", None) != wanted:
         existing = _local.client = _new_client()
+        _local.config = wanted
     return existing
 
 

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from agents_app.models import Agent, SecretGrant, hash_token
+from agents_app.services import authenticate
+from audit_app.models import AuditLog
+from foundation_client import generate_keypair
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_agent_prints_the_token_once_and_stores_its_hash():
+    out = StringIO()
+    call_command("create_agent", "ai_manager", "--grant", "openai_*", "--grant", "db", stdout=out)
+    token = out.getvalue().strip().splitlines()[-1]
+    agent = Agent.objects.get(name="ai_manager")
+    assert token.startswith("fdn_")
+    assert agent.token_hash == hash_token(token)
+    assert token not in agent.token_hash
+    assert sorted(agent.grants.values_list("pattern", flat=True)) == ["db", "openai_*"]
+    assert authenticate(token) == agent
+    assert AuditLog.objects.get(event_type="agents.create").resource == "agent:ai_manager"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Bad Name"], "name"),
+        (["ok", "--public-key", "not-a-key"], "public_key"),
+        (["ok", "--grant", "bad pattern*x"], "pattern"),
+    ],
+)
+def test_create_agent_refuses_bad_input_and_creates_nothing(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("create_agent", *args, stdout=StringIO())
+    assert not Agent.objects.exists()
+    assert not SecretGrant.objects.exists()
+
+
+def test_a_public_key_is_accepted():
+    _, public = generate_keypair()
+    call_command("create_agent", "sealed_agent", "--public-key", public, stdout=StringIO())
+    assert Agent.objects.get().public_key == public
+
+
+def test_grants_match_exact_names_and_prefixes():
+    agent = Agent.objects.create(name="a", token_hash="x")
+    SecretGrant.objects.create(agent=agent, pattern="openai_api_key")
+    SecretGrant.objects.create(agent=agent, pattern="db/*")
+    assert agent.may_read("openai_api_key")
+    assert not agent.may_read("openai_api_key_2")
+    assert agent.may_read("db/primary")
+    assert not agent.may_read("dbx")
+
+
+def test_unknown_empty_and_disabled_tokens_do_not_authenticate():
+    agent = Agent.objects.create(name="a", token_hash=hash_token("fdn_t"))
+    assert authenticate(None) is None
+    assert authenticate("") is None
+    assert authenticate("fdn_other") is None
+    agent.is_active = False
+    agent.save()
+    assert authenticate("fdn_t") is None
+
+
+def test_the_admin_shows_a_new_token_once_and_never_stores_it(admin_client):
+    response = admin_client.post(
+        reverse("admin:agents_app_agent_add"),
+        {
+            "name": "web_agent", "description": "", "is_active": "on", "public_key": "",
+            "grants-TOTAL_FORMS": "1", "grants-INITIAL_FORMS": "0",
+            "grants-MIN_NUM_FORMS": "0", "grants-MAX_NUM_FORMS": "1000",
+            "grants-0-pattern": "openai_*",
+        },
+    )
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    token = response.context["token"]
+    agent = Agent.objects.get(name="web_agent")
+    assert agent.token_hash == hash_token(token)
+    assert agent.grants.get().pattern == "openai_*"
+    change_page = admin_client.get(reverse("admin:agents_app_agent_change", args=[agent.pk]))
+    assert token.encode() not in change_page.content
+
+
+def test_regenerating_a_token_invalidates_the_old_one(admin_client, make_agent):
+    agent, old = make_agent()
+    response = admin_client.post(reverse("admin:agents_app_agent_regenerate_token", args=[agent.pk]))
+    new = response.context["token"]
+    assert new != old
+    assert authenticate(old) is None
+    assert authenticate(new) == agent
+    assert AuditLog.objects.filter(event_type="agents.token", action="regenerate").exists()
+
+
+def test_staff_without_permission_cannot_regenerate(staff_client, make_agent):
+    agent, token = make_agent()
+    url = reverse("admin:agents_app_agent_regenerate_token", args=[agent.pk])
+    assert staff_client.post(url).status_code == 403
+    assert authenticate(token) == agent

@@ -1,0 +1,169 @@
+"""Secrets through both real backends: store, read, versions, rollback, rotation, deletion."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit_app.models import AuditLog
+from secrets_app import services
+from secrets_app.exceptions import InvalidSecret, RotationFailed, SecretDoesNotExist
+from secrets_app.models import LocalSecretValue, SecretMetadata, SecretVersion
+
+pytestmark = pytest.mark.django_db
+
+BACKENDS = ["vault", "local"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, vault_prefix) -> str:
+    return request.param
+
+
+def audit_rows(event_type: str) -> list[tuple[str | None, bool | None]]:
+    rows = AuditLog.objects.filter(event_type=event_type).order_by("id")
+    return list(rows.values_list("action", "success"))
+
+
+def test_a_secret_is_stored_and_read_back(backend, admin_user):
+    secret = services.create_secret("openai_api_key", "sk-one", actor=admin_user, backend=backend)
+    assert secret.current_version == 1
+    assert secret.storage_backend == backend
+    assert services.read_value(secret) == "sk-one"
+    assert audit_rows("secrets.write") == [("create", True)]
+
+
+def test_each_new_value_is_a_new_version_and_old_ones_stay_readable(backend, admin_user):
+    secret = services.create_secret("db_password", "first", actor=admin_user, backend=backend)
+    assert services.set_value(secret, "second", actor=admin_user) == 2
+    assert services.set_value(secret, "third", actor=admin_user) == 3
+    assert [services.read_value(secret, v) for v in (1, 2, 3)] == ["first", "second", "third"]
+    assert services.read_value(secret) == "third"
+    versions = SecretVersion.objects.filter(secret=secret).order_by("version")
+    assert [(v.version, v.reason, v.created_by) for v in versions] == [
+        (1, "created", "admin"),
+        (2, "set", "admin"),
+        (3, "set", "admin"),
+    ]
+
+
+def test_rollback_makes_an_old_value_current_as_a_new_version(backend, admin_user):
+    secret = services.create_secret("db_password", "good", actor=admin_user, backend=backend)
+    services.set_value(secret, "broken", actor=admin_user)
+    assert services.rollback(secret, 1, actor=admin_user) == 3
+    assert services.read_value(secret) == "good"
+    latest = SecretVersion.objects.get(secret=secret, version=3)
+    assert (latest.reason, latest.rolled_back_from) == ("rollback", 1)
+    assert audit_rows("secrets.rollback") == [("rollback", True)]
+
+
+def test_rollback_to_a_missing_version_fails_and_changes_nothing(backend, admin_user):
+    secret = services.create_secret("db_password", "good", actor=admin_user, backend=backend)
+    with pytest.raises(SecretDoesNotExist, match="version 7"):
+        services.rollback(secret, 7, actor=admin_user)
+    secret.refresh_from_db()
+    assert secret.current_version == 1
+    assert audit_rows("secrets.rollback") == [("rollback", False)]
+
+
+def test_rotation_makes_a_random_new_value(backend, admin_user):
+    secret = services.create_secret("shared_key", "initial", actor=admin_user, backend=backend)
+    assert services.rotate(secret, actor="scheduler") == 2
+    value = services.read_value(secret)
+    assert value != "initial"
+    assert len(value) >= 43  # 32 random bytes, URL-safe base64
+    assert SecretVersion.objects.get(secret=secret, version=2).reason == "rotated"
+
+
+def test_deleting_removes_every_version(backend, admin_user):
+    secret = services.create_secret("temp", "x", actor=admin_user, backend=backend)
+    services.set_value(secret, "y", actor=admin_user)
+    services.delete_secret(secret, actor=admin_user)
+    assert not SecretMetadata.objects.exists()
+    assert not LocalSecretValue.objects.exists()
+    assert audit_rows("secrets.delete") == [("delete", True)]
+    # The name is free again, and starts from version 1 in the backend too.
+    again = services.create_secret("temp", "z", actor=admin_user, backend=backend)
+    assert again.current_version == 1
+    assert services.read_value(again) == "z"
+
+
+@pytest.mark.parametrize("name", ["", "has space", "-leading-dash", "x" * 101, "semi;colon"])
+def test_an_invalid_name_is_refused_and_nothing_is_stored(name, admin_user):
+    with pytest.raises(InvalidSecret, match="invalid secret name"):
+        services.create_secret(name, "v", actor=admin_user, backend="local")
+    assert not SecretMetadata.objects.exists()
+
+
+def test_an_empty_value_is_refused(admin_user):
+    with pytest.raises(InvalidSecret, match="non-empty"):
+        services.create_secret("x", "", actor=admin_user, backend="local")
+    secret = services.create_secret("x", "v", actor=admin_user, backend="local")
+    with pytest.raises(InvalidSecret, match="non-empty"):
+        services.set_value(secret, "", actor=admin_user)
+    assert secret.current_version == 1
+    assert audit_rows("secrets.write") == [("create", False), ("create", True), ("set", False)]
+
+
+def test_a_duplicate_name_is_refused(admin_user):
+    services.create_secret("x", "v", actor=admin_user, backend="local")
+    with pytest.raises(InvalidSecret, match="exists already"):
+        services.create_secret("x", "w", actor=admin_user, backend="local")
+    assert SecretMetadata.objects.count() == 1
+
+
+def test_an_unknown_backend_is_refused(admin_user):
+    with pytest.raises(InvalidSecret, match="unknown storage backend"):
+        services.create_secret("x", "v", actor=admin_user, backend="aws_secrets")
+    assert not SecretMetadata.objects.exists()
+
+
+def broken_rotator(secret):
+    raise ConnectionError("provider API down")
+
+
+def test_a_failed_rotation_keeps_the_current_version_and_is_audited(settings, admin_user):
+    settings.SECRETS_ROTATORS = {
+        "default": "secrets_app.rotators.random_urlsafe",
+        "flaky": "secrets_app.tests.test_services.broken_rotator",
+    }
+    secret = services.create_secret(
+        "flaky_key", "still-good", actor=admin_user, backend="local", provider="flaky"
+    )
+    with pytest.raises(RotationFailed, match="ConnectionError"):
+        services.rotate(secret, actor="scheduler")
+    secret.refresh_from_db()
+    assert secret.current_version == 1
+    assert services.read_value(secret) == "still-good"
+    row = AuditLog.objects.get(event_type="secrets.rotate")
+    assert (row.success, row.actor) == (False, "scheduler")
+    assert "ConnectionError" in (row.error_message or "")
+
+
+def next_message(pubsub, timeout: float = 2.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.2)
+        if message is not None:
+            return message
+    raise AssertionError("no message published")
+
+
+def test_a_new_version_is_announced_with_name_and_version_only(
+    admin_user, redis_conn, django_capture_on_commit_callbacks
+):
+    from foundation_client import RotationNotice
+    from foundation_client._wire import SECRETS_ROTATION_CHANNEL
+
+    secret = services.create_secret("announced", "v1-value", actor=admin_user, backend="local")
+    pubsub = redis_conn.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(SECRETS_ROTATION_CHANNEL)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.set_value(secret, "v2-value", actor=admin_user)
+        message = next_message(pubsub)
+        assert RotationNotice.decode(message["data"]) == RotationNotice("announced", 2)
+        assert b"v2-value" not in message["data"]
+    finally:
+        pubsub.close()

@@ -1,0 +1,81 @@
+"""The Vault backend against the real OpenBao dev server, and its failures."""
+
+from __future__ import annotations
+
+import hvac
+import pytest
+from django.conf import settings
+
+from secrets_app import services
+from secrets_app.backends import vault
+from secrets_app.exceptions import BackendUnavailable, SecretDoesNotExist
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client():
+    vault.reset_client()
+    yield
+    vault.reset_client()
+
+
+def direct_read(path: str) -> dict:
+    client = hvac.Client(url=settings.VAULT_ADDR, token=settings.VAULT_TOKEN)
+    return client.secrets.kv.v2.read_secret_version(
+        path=path, mount_point=settings.SECRETS_VAULT_MOUNT, raise_on_deleted_version=True
+    )["data"]
+
+
+def test_values_live_in_kv_v2_under_the_prefix(vault_prefix, admin_user):
+    secret = services.create_secret("openai_api_key", "sk-live", actor=admin_user, backend="vault")
+    services.set_value(secret, "sk-next", actor=admin_user)
+    stored = direct_read(f"{vault_prefix}/openai_api_key")
+    assert stored["data"] == {"value": "sk-next"}
+    assert stored["metadata"]["version"] == 2
+
+
+def test_a_version_vault_does_not_have_is_reported_missing(vault_prefix, admin_user):
+    secret = services.create_secret("k", "v", actor=admin_user, backend="vault")
+    with pytest.raises(SecretDoesNotExist, match="version 9"):
+        vault.VaultBackend().read(secret, 9)
+
+
+def test_an_unreachable_vault_is_unavailable_with_a_clean_message(settings, vault_prefix, admin_user):
+    secret = services.create_secret("k", "secret-canary", actor=admin_user, backend="vault")
+    settings.VAULT_ADDR = "http://127.0.0.1:9"  # nothing listens on the discard port
+    vault.reset_client()
+    with pytest.raises(BackendUnavailable, match="unreachable") as excinfo:
+        services.read_value(secret)
+    assert excinfo.value.__cause__ is None
+    assert excinfo.value.__suppress_context__
+    assert "secret-canary" not in str(excinfo.value)
+
+
+def test_a_bad_token_is_unavailable_not_a_crash(settings, vault_prefix, admin_user):
+    secret = services.create_secret("k", "v", actor=admin_user, backend="vault")
+    settings.VAULT_TOKEN = "not-a-valid-token"
+    vault.reset_client()
+    with pytest.raises(BackendUnavailable, match="permission denied"):
+        services.read_value(secret)
+
+
+def test_approle_login_is_used_when_configured(settings, vault_prefix, admin_user):
+    root = hvac.Client(url=settings.VAULT_ADDR, token=settings.VAULT_TOKEN)
+    if "approle/" not in root.sys.list_auth_methods()["data"]:
+        root.sys.enable_auth_method("approle")
+    root.sys.create_or_update_policy(
+        "foundation-test",
+        'path "secret/data/*" { capabilities = ["create", "read", "update"] }\n'
+        'path "secret/metadata/*" { capabilities = ["read", "delete"] }',
+    )
+    root.auth.approle.create_or_update_approle("foundation-test", token_policies=["foundation-test"])
+    role_id = root.auth.approle.read_role_id("foundation-test")["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id("foundation-test")["data"]["secret_id"]
+    settings.VAULT_TOKEN = None
+    settings.VAULT_ROLE_ID = role_id
+    settings.VAULT_SECRET_ID = secret_id
+    vault.reset_client()
+    secret = services.create_secret("via_approle", "v", actor=admin_user, backend="vault")
+    assert services.read_value(secret) == "v"
+    assert vault.client().token != root.token
