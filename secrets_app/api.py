@@ -78,6 +78,7 @@ class ErrorOut(Schema):
     "/{path:name}",
     response={200: SecretOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 503: ErrorOut},
     auth=AgentToken(),
+    exclude_none=True,
     summary="Read the current value of a secret",
     description=(
         "Needs a grant for the name (exact or prefix). The value is sealed to the agent's "

@@ -191,7 +191,14 @@ def test_the_models_and_the_migrations_agree():
 
 @pytest.mark.django_db(transaction=True)
 def test_every_app_migrates_down_to_zero_and_back_up():
-    apps = ["audit_app", "secrets_app", "telemetry_app", "messaging_app", "config_app", "agents_app"]
+    apps = [
+        "audit_app",
+        "secrets_app",
+        "telemetry_app",
+        "messaging_app",
+        "config_app",
+        "agents_app",
+    ]
     for app in apps:
         call_command("migrate", app, "zero", verbosity=0)
     with connection.cursor() as cursor:

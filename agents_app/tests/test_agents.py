@@ -72,9 +72,14 @@ def test_the_admin_shows_a_new_token_once_and_never_stores_it(admin_client):
     response = admin_client.post(
         reverse("admin:agents_app_agent_add"),
         {
-            "name": "web_agent", "description": "", "is_active": "on", "public_key": "",
-            "grants-TOTAL_FORMS": "1", "grants-INITIAL_FORMS": "0",
-            "grants-MIN_NUM_FORMS": "0", "grants-MAX_NUM_FORMS": "1000",
+            "name": "web_agent",
+            "description": "",
+            "is_active": "on",
+            "public_key": "",
+            "grants-TOTAL_FORMS": "1",
+            "grants-INITIAL_FORMS": "0",
+            "grants-MIN_NUM_FORMS": "0",
+            "grants-MAX_NUM_FORMS": "1000",
             "grants-0-pattern": "openai_*",
         },
     )
@@ -90,7 +95,9 @@ def test_the_admin_shows_a_new_token_once_and_never_stores_it(admin_client):
 
 def test_regenerating_a_token_invalidates_the_old_one(admin_client, make_agent):
     agent, old = make_agent()
-    response = admin_client.post(reverse("admin:agents_app_agent_regenerate_token", args=[agent.pk]))
+    response = admin_client.post(
+        reverse("admin:agents_app_agent_regenerate_token", args=[agent.pk])
+    )
     new = response.context["token"]
     assert new != old
     assert authenticate(old) is None

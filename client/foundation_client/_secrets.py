@@ -186,7 +186,7 @@ class SecretsClient:
         version = body.get("version")
         if not isinstance(version, int):
             raise SecretUnavailable(name, "the foundation sent a malformed answer")
-        if "sealed" in body:
+        if body.get("sealed") is not None:
             if not self.settings.private_key:
                 raise ConfigurationError(
                     "FOUNDATION_AGENT_PRIVATE_KEY", "the site seals values to this agent's key"

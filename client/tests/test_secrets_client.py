@@ -103,9 +103,17 @@ def test_a_stale_value_is_served_while_the_site_is_down_then_unavailable():
     ("response", "error", "message"),
     [
         (httpx.Response(404, json={"detail": "x"}), SecretNotFound, "does not exist"),
-        (httpx.Response(403, json={"detail": "no grant for this secret"}), SecretAccessDenied, "no grant"),
+        (
+            httpx.Response(403, json={"detail": "no grant for this secret"}),
+            SecretAccessDenied,
+            "no grant",
+        ),
         (httpx.Response(401, json={"detail": "Unauthorized"}), SecretAccessDenied, "Unauthorized"),
-        (httpx.Response(503, json={"detail": "the secret store is unavailable"}), SecretUnavailable, "store"),
+        (
+            httpx.Response(503, json={"detail": "the secret store is unavailable"}),
+            SecretUnavailable,
+            "store",
+        ),
         (httpx.Response(502, text="<html>bad gateway</html>"), SecretUnavailable, "HTTP 502"),
         (httpx.Response(200, json={"version": "x"}), SecretUnavailable, "malformed"),
         (httpx.Response(200, json={"version": 1}), SecretUnavailable, "malformed"),

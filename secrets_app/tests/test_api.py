@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from audit_app.models import AuditLog, SuspiciousActivity
 from foundation_client import generate_keypair
-from foundation_client._sealing import open_sealed, sealing_context
 from foundation_client._exceptions import SealingError
+from foundation_client._sealing import open_sealed, sealing_context
 from secrets_app import services
 from secrets_app.backends import vault
 
@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def secret(admin_user, vault_prefix):
-    return services.create_secret("openai_api_key", "sk-api-value", actor=admin_user, backend="vault")
+    return services.create_secret(
+        "openai_api_key", "sk-api-value", actor=admin_user, backend="vault"
+    )
 
 
 def get(client, name: str, token: str | None, **extra):
@@ -34,9 +36,7 @@ def test_a_granted_agent_reads_the_current_value(client, secret, make_agent):
     agent, token = make_agent(grants=["openai_api_key"])
     response = get(client, "openai_api_key", token)
     assert response.status_code == 200
-    assert response.json() == {
-        "name": "openai_api_key", "version": 1, "value": "sk-api-value", "sealed": None,
-    }
+    assert response.json() == {"name": "openai_api_key", "version": 1, "value": "sk-api-value"}
     assert reads() == [("ai_manager", "secret:openai_api_key", True, None)]
     secret.refresh_from_db()
     assert (secret.last_read_by, secret.last_read_at is not None) == ("ai_manager", True)
@@ -73,7 +73,9 @@ def test_a_missing_secret_with_a_grant_is_404_and_audited(client, make_agent):
     assert reads()[0][2] is False
 
 
-@pytest.mark.parametrize(("token", "reason"), [(None, "no agent token"), ("fdn_wrong", "invalid agent token")])
+@pytest.mark.parametrize(
+    ("token", "reason"), [(None, "no agent token"), ("fdn_wrong", "invalid agent token")]
+)
 def test_a_missing_or_wrong_token_is_401_and_audited(client, secret, token, reason):
     response = get(client, "openai_api_key", token)
     assert response.status_code == 401
@@ -87,7 +89,9 @@ def test_a_disabled_agent_is_refused(client, secret, make_agent):
     assert get(client, "openai_api_key", token).status_code == 401
 
 
-def test_five_denied_reads_put_the_agent_on_the_suspicious_page(client, admin_client, secret, make_agent):
+def test_five_denied_reads_put_the_agent_on_the_suspicious_page(
+    client, admin_client, secret, make_agent
+):
     _, token = make_agent(name="curious_agent", grants=["nothing"])
     for _ in range(5):
         assert get(client, "openai_api_key", token).status_code == 403
@@ -101,7 +105,7 @@ def test_a_sealed_value_opens_with_the_agents_key_and_no_other(client, secret, m
     _, token = make_agent(public_key=public)
     response = get(client, "openai_api_key", token)
     body = response.json()
-    assert body["value"] is None
+    assert "value" not in body
     assert b"sk-api-value" not in response.content
     context = sealing_context("openai_api_key", body["version"])
     assert open_sealed(body["sealed"], private, context) == b"sk-api-value"
@@ -131,4 +135,7 @@ def test_the_openapi_document_describes_the_secrets_endpoint(client):
     schema = client.get("/api/v1/openapi.json").json()
     operation = schema["paths"]["/api/v1/secrets/{name}"]["get"]
     assert set(operation["responses"]) >= {"200", "401", "403", "404", "503"}
-    assert "BearerAuth" in str(schema["components"]["securitySchemes"]) or schema["components"]["securitySchemes"]
+    assert (
+        "BearerAuth" in str(schema["components"]["securitySchemes"])
+        or schema["components"]["securitySchemes"]
+    )

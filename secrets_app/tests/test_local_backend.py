@@ -43,7 +43,9 @@ def test_a_ciphertext_moved_to_another_row_does_not_decrypt(admin_user):
     b = services.create_secret("b", "value-b", actor=admin_user, backend="local")
     row_a = LocalSecretValue.objects.get(secret=a)
     LocalSecretValue.objects.filter(secret=b).update(
-        nonce=row_a.nonce, ciphertext=row_a.ciphertext, wrapped_key=row_a.wrapped_key,
+        nonce=row_a.nonce,
+        ciphertext=row_a.ciphertext,
+        wrapped_key=row_a.wrapped_key,
         key_nonce=row_a.key_nonce,
     )
     with pytest.raises(MasterKeyError, match="failed authentication"):
@@ -99,7 +101,8 @@ def test_rotate_master_key_rewraps_every_data_key(settings, admin_user):
     call_command("rotate_master_key", stdout=again)
     assert "re-wrapped 0 data key(s)" in again.getvalue()
     row = AuditLog.objects.filter(event_type="secrets.master_key").first()
-    assert row is not None and row.success is True
+    assert row is not None
+    assert row.success is True
 
 
 def test_rotate_master_key_without_the_old_key_fails_and_changes_nothing(settings, admin_user):

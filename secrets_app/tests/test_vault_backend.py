@@ -41,7 +41,9 @@ def test_a_version_vault_does_not_have_is_reported_missing(vault_prefix, admin_u
         vault.VaultBackend().read(secret, 9)
 
 
-def test_an_unreachable_vault_is_unavailable_with_a_clean_message(settings, vault_prefix, admin_user):
+def test_an_unreachable_vault_is_unavailable_with_a_clean_message(
+    settings, vault_prefix, admin_user
+):
     secret = services.create_secret("k", "secret-canary", actor=admin_user, backend="vault")
     settings.VAULT_ADDR = "http://127.0.0.1:9"  # nothing listens on the discard port
     vault.reset_client()
@@ -69,7 +71,9 @@ def test_approle_login_is_used_when_configured(settings, vault_prefix, admin_use
         'path "secret/data/*" { capabilities = ["create", "read", "update"] }\n'
         'path "secret/metadata/*" { capabilities = ["read", "delete"] }',
     )
-    root.auth.approle.create_or_update_approle("foundation-test", token_policies=["foundation-test"])
+    root.auth.approle.create_or_update_approle(
+        "foundation-test", token_policies=["foundation-test"]
+    )
     role_id = root.auth.approle.read_role_id("foundation-test")["data"]["role_id"]
     secret_id = root.auth.approle.generate_secret_id("foundation-test")["data"]["secret_id"]
     settings.VAULT_TOKEN = None

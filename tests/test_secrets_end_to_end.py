@@ -1,0 +1,147 @@
+"""An agent's SecretsClient against the live site, real Redis and real OpenBao."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import django_rq
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+from rq import SimpleWorker
+from rq.timeouts import TimerDeathPenalty
+
+from audit_app.models import AuditLog
+from foundation_client import ClientSettings, SecretsClient, SecretUnavailable
+from secrets_app import services
+from secrets_app.jobs import rotate_due_secrets
+from secrets_app.models import SecretMetadata
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def client_settings(live_server, token: str) -> ClientSettings:
+    return ClientSettings(
+        agent_name="ai_manager",
+        api_url=live_server.url,
+        redis_url=django_settings.REDIS_URL,
+        agent_token=token,
+    )
+
+
+class ThreadWorker(SimpleWorker):
+    """A real RQ worker that may run outside the main thread (no signals, a timer timeout)."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _empty_queue():
+    django_rq.get_queue("default").empty()
+    yield
+    django_rq.get_queue("default").empty()
+
+
+def run_rotation_job():
+    """Enqueue the scheduled job and let a real RQ worker run it, as in production."""
+    queue = django_rq.get_queue("default")
+    job = queue.enqueue(rotate_due_secrets)
+    ThreadWorker([queue], connection=queue.connection).work(burst=True)
+    job.refresh()
+    assert job.get_status() == "finished", getattr(job.latest_result(), "exc_string", "")
+    return job.return_value()
+
+
+def test_a_rotation_reaches_a_running_agent_within_a_second(
+    live_server, make_agent, vault_prefix, admin_user
+):
+    secret = services.create_secret(
+        "rotating_key", "value-before", actor=admin_user, backend="vault", rotation_policy_days=30
+    )
+    SecretMetadata.objects.filter(pk=secret.pk).update(
+        last_rotated=timezone.now() - timedelta(days=31)
+    )
+    _, token = make_agent(grants=["rotating_key"])
+
+    async def scenario() -> tuple[str, float]:
+        # A long TTL: only the rotation notice can make the client fetch again.
+        async with SecretsClient(client_settings(live_server, token), ttl=3600) as client:
+            assert await client.get("rotating_key") == "value-before"
+            report = await asyncio.to_thread(run_rotation_job)
+            assert report == {"rotated": ["rotating_key"], "failed": []}
+            rotated_at = time.monotonic()
+            while True:
+                value = await client.get("rotating_key")
+                if value != "value-before":
+                    return value, time.monotonic() - rotated_at
+                assert time.monotonic() - rotated_at < 1.0, "the agent still holds the old value"
+                await asyncio.sleep(0.005)
+
+    value, delay = asyncio.run(scenario())
+    secret.refresh_from_db()
+    assert value == services.read_value(secret)
+    assert secret.current_version == 2
+    assert delay < 1.0
+    assert AuditLog.objects.filter(event_type="secrets.rotate", success=True).count() == 1
+
+
+def test_a_failed_rotation_is_retried_on_the_next_run(settings, live_server, admin_user):
+    settings.SECRETS_ROTATORS = {
+        "default": "secrets_app.rotators.random_urlsafe",
+        "flaky": "secrets_app.tests.test_services.broken_rotator",
+    }
+    secret = services.create_secret(
+        "flaky_key",
+        "keeps-serving",
+        actor=admin_user,
+        backend="local",
+        provider="flaky",
+        rotation_policy_days=1,
+    )
+    SecretMetadata.objects.filter(pk=secret.pk).update(
+        last_rotated=timezone.now() - timedelta(days=2)
+    )
+    assert run_rotation_job() == {"rotated": [], "failed": ["flaky_key"]}
+    assert services.read_value(secret) == "keeps-serving"
+    settings.SECRETS_ROTATORS = {"default": "secrets_app.rotators.random_urlsafe"}
+    assert run_rotation_job() == {"rotated": ["flaky_key"], "failed": []}
+    assert run_rotation_job() == {"rotated": [], "failed": []}  # no longer due
+    outcomes = list(
+        AuditLog.objects.filter(event_type="secrets.rotate")
+        .order_by("id")
+        .values_list("success", flat=True)
+    )
+    assert outcomes == [False, True]
+
+
+def test_openbao_stopping_mid_run_serves_stale_values_then_fails_cleanly(
+    live_server, make_agent, private_openbao, admin_user
+):
+    services.create_secret("db_password", "pw-cached", actor=admin_user, backend="vault")
+    _, token = make_agent(grants=["db_password"])
+
+    async def scenario() -> None:
+        settings = client_settings(live_server, token)
+        async with SecretsClient(settings, ttl=0.2, stale_if_error=1.0) as client:
+            assert await client.get("db_password") == "pw-cached"
+            await asyncio.to_thread(private_openbao.stop)
+            await asyncio.sleep(0.3)  # past the TTL: the site is asked, and fails
+            assert await client.get("db_password") == "pw-cached"  # stale, inside the window
+            await asyncio.sleep(1.0)  # past the stale window
+            with pytest.raises(SecretUnavailable, match="the secret store is unavailable"):
+                await client.get("db_password")
+            # A second agent with nothing cached fails at once, without a traceback.
+            async with SecretsClient(settings) as fresh:
+                with pytest.raises(SecretUnavailable):
+                    await fresh.get("db_password")
+
+    asyncio.run(scenario())
+    failures = AuditLog.objects.filter(event_type="secrets.read", success=False)
+    assert failures.count() >= 3
+    assert all("unreachable" in (row.error_message or "") for row in failures)
+    assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 1
