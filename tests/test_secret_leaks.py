@@ -3,6 +3,7 @@ not in any database table, Redis key or stream, RQ job, log line, or admin page.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 import zlib
@@ -27,11 +28,11 @@ from secrets_app.models import SecretMetadata
 pytestmark = pytest.mark.django_db
 
 
-def database_dump() -> tuple[str, bytes]:
+def database_dump():
     text, raw = [], []
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names(cursor, include_views=True):
-            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - names from introspection
+            cursor.execute(f'SELECT * FROM "{table}"')  # names come from introspection
             for row in cursor.fetchall():
                 for value in row:
                     if isinstance(value, bytes | memoryview | bytearray):
@@ -41,7 +42,7 @@ def database_dump() -> tuple[str, bytes]:
     return "\n".join(text), b"\n".join(raw)
 
 
-def redis_dump() -> bytes:
+def redis_dump():
     """Every key of every database, by type; RQ's compressed job payloads decompressed too."""
     chunks: list[bytes] = []
     client = get_redis()
@@ -75,10 +76,8 @@ def redis_dump() -> bytes:
                 if value is None:
                     continue
                 chunks.append(value)
-                try:
+                with contextlib.suppress(zlib.error):
                     chunks.append(zlib.decompress(value))
-                except zlib.error:
-                    pass
     return b"\n".join(chunks)
 
 
