@@ -121,3 +121,16 @@ def private_openbao(tmp_path, settings):
     yield server
     server.stop()
     vault.reset_client()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Per-process caches (secret values, agent tokens) must not carry over between tests."""
+    from agents_app.services import forget_agents
+    from secrets_app import value_cache
+
+    value_cache.forget()
+    forget_agents()
+    yield
+    value_cache.forget()
+    forget_agents()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import transaction
 
 from agents_app.models import Agent, SecretGrant, hash_token
@@ -32,11 +35,37 @@ def create_agent(
     return agent, token
 
 
+_auth_cache: dict[str, tuple[Agent | None, float]] = {}
+_auth_lock = threading.Lock()
+
+
+def forget_agents() -> None:
+    """Drop cached authentications (called whenever an agent or a grant changes)."""
+    with _auth_lock:
+        _auth_cache.clear()
+
+
 def authenticate(token: str | None) -> Agent | None:
-    """The active agent holding this token, or None."""
+    """The active agent holding this token (with its grants loaded), or None.
+
+    Results are kept in this process for ``AGENT_AUTH_CACHE_SECONDS``: a change made in this
+    process clears them at once, another process sees it within that many seconds.
+    """
     if not token:
         return None
-    agent = Agent.objects.filter(token_hash=hash_token(token)).prefetch_related("grants").first()
-    if agent is None or not agent.is_active:
-        return None
+    token_hash = hash_token(token)
+    now = time.monotonic()
+    with _auth_lock:
+        cached = _auth_cache.get(token_hash)
+    if cached is not None and now < cached[1]:
+        return cached[0]
+    agent = Agent.objects.filter(token_hash=token_hash).prefetch_related("grants").first()
+    if agent is not None and not agent.is_active:
+        agent = None
+    ttl = settings.AGENT_AUTH_CACHE_SECONDS
+    if ttl > 0:
+        with _auth_lock:
+            if len(_auth_cache) > 10_000:
+                _auth_cache.clear()
+            _auth_cache[token_hash] = (agent, now + ttl)
     return agent

@@ -189,6 +189,8 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "foundation_site.wsgi.application"
 ASGI_APPLICATION = "foundation_site.asgi.application"
+# Threads serving HTTP requests in each server process (see foundation_site/asgi.py).
+HTTP_WORKER_THREADS = env_int("HTTP_WORKER_THREADS", 10, minimum=1)
 
 # --- Database -------------------------------------------------------------------------------
 _database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
@@ -202,8 +204,12 @@ try:
 except Exception as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.postgresql":
-    _db.setdefault("CONN_MAX_AGE", env_int("DATABASE_CONN_MAX_AGE", 60))
-    _db["CONN_HEALTH_CHECKS"] = True
+    # A psycopg connection pool: requests run in changing threads (foundation_site/asgi.py),
+    # where Django's per-thread persistent connections would be opened anew each time, and
+    # opening a PostgreSQL connection costs several milliseconds.
+    _pool_size = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
+    _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 10}
+    _db["CONN_MAX_AGE"] = 0
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server, the workers and the tests read while one of them writes.
     _db.setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
@@ -261,6 +267,10 @@ SECRETS_VAULT_PREFIX = env.str("SECRETS_VAULT_PREFIX", default="foundation")
 # "default" serves every provider not listed.
 SECRETS_ROTATORS: dict[str, str] = {"default": "secrets_app.rotators.random_urlsafe"}
 SECRETS_ROTATION_CRON = env.str("SECRETS_ROTATION_CRON", default="*/15 * * * *")
+# How long the site keeps a secret version's value in process memory (0: never).
+SECRETS_SITE_CACHE_SECONDS = env_int("SECRETS_SITE_CACHE_SECONDS", 300)
+# How long a process trusts a token lookup (agent and grants); 0: look up every request.
+AGENT_AUTH_CACHE_SECONDS = env_int("AGENT_AUTH_CACHE_SECONDS", 5)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -324,6 +334,8 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own console handler would print every django.* line a second time.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "django.db.backends": {"level": "WARNING"},
     },
 }

@@ -2,18 +2,22 @@
 
 Every answer, success or failure, is audited with its reason. When the agent registered an X25519
 public key the value is sealed to it, so that only ciphertext crosses proxies and logs.
+
+``serve_read`` is the one implementation. It is reached two ways: through django-ninja (which also
+publishes the OpenAPI document) and, in the served ASGI application, through the lean route in
+``secrets_app.asgi`` that skips Django's request machinery on the agents' hottest path.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from ninja.security import HttpBearer
 
-from agents_app.models import Agent
 from agents_app.services import authenticate
 from audit_app import services as audit
 from foundation_client._sealing import load_public_key, seal, sealing_context
@@ -29,31 +33,60 @@ logger = logging.getLogger("foundation.secrets.api")
 router = Router(tags=["secrets"])
 
 
+def bearer_token(header: str | None) -> str | None:
+    scheme, _, token = (header or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def serve_read(token: str | None, name: str, request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    """Answer one read: (HTTP status, JSON body)."""
+    agent = authenticate(token)
+    if agent is None:
+        audit.record(
+            "secrets.read",
+            "(unknown agent)",
+            f"secret:{name}"[:200],
+            "read",
+            False,
+            request,
+            "invalid agent token" if token else "no agent token",
+        )
+        return 401, {"detail": "Unauthorized"}
+    try:
+        value, version = services.read_for_agent(agent, name, request)
+    except AccessDenied as exc:
+        return 403, {"detail": exc.reason}
+    except SecretDoesNotExist:
+        return 404, {"detail": f"secret {name!r} does not exist"}
+    except (BackendUnavailable, MasterKeyError) as exc:
+        logger.warning("secret %s unavailable: %s", name, exc)
+        return 503, {"detail": "the secret store is unavailable"}
+    body: dict[str, Any] = {"name": name, "version": version}
+    if agent.public_key:
+        body["sealed"] = seal(
+            value.encode("utf-8"), load_public_key(agent.public_key), sealing_context(name, version)
+        )
+    else:
+        body["value"] = value
+    return 200, body
+
+
+@dataclass(frozen=True)
+class PresentedToken:
+    """What the client presented (perhaps nothing): always truthy, so that ninja calls the view
+    and ``serve_read`` audits every refusal in one place."""
+
+    token: str | None
+
+
 class AgentToken(HttpBearer):
-    """Bearer-token auth that audits every refusal, including a missing header."""
+    """Declares the bearer scheme in the OpenAPI document."""
 
-    def __call__(self, request: HttpRequest) -> Agent | None:
-        agent = super().__call__(request)
-        if agent is None:
-            has_header = bool(request.headers.get("Authorization"))
-            audit.record(
-                "secrets.read",
-                "(unknown agent)",
-                _resource_of(request),
-                "read",
-                False,
-                request,
-                "invalid agent token" if has_header else "no agent token",
-            )
-        return agent
+    def __call__(self, request: HttpRequest) -> PresentedToken:
+        return PresentedToken(bearer_token(request.headers.get("Authorization")))
 
-    def authenticate(self, request: HttpRequest, token: str) -> Agent | None:
-        return authenticate(token)
-
-
-def _resource_of(request: HttpRequest) -> str:
-    name = request.path.split("/secrets/", 1)[-1]
-    return f"secret:{name}"[:200]
+    def authenticate(self, request: HttpRequest, token: str) -> PresentedToken:
+        return PresentedToken(token)
 
 
 class SealedValue(Schema):
@@ -87,21 +120,6 @@ class ErrorOut(Schema):
     ),
 )
 def read_secret(request: HttpRequest, name: str) -> Status[dict[str, Any]]:
-    agent: Agent = request.auth  # type: ignore[attr-defined]
-    try:
-        value, version = services.read_for_agent(agent, name, request)
-    except AccessDenied as exc:
-        return Status(403, {"detail": exc.reason})
-    except SecretDoesNotExist:
-        return Status(404, {"detail": f"secret {name!r} does not exist"})
-    except (BackendUnavailable, MasterKeyError) as exc:
-        logger.warning("secret %s unavailable: %s", name, exc)
-        return Status(503, {"detail": "the secret store is unavailable"})
-    body: dict[str, Any] = {"name": name, "version": version}
-    if agent.public_key:
-        body["sealed"] = seal(
-            value.encode("utf-8"), load_public_key(agent.public_key), sealing_context(name, version)
-        )
-    else:
-        body["value"] = value
-    return Status(200, body)
+    presented: PresentedToken = request.auth  # type: ignore[attr-defined]
+    status, body = serve_read(presented.token, name, request)
+    return Status(status, body)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from agents_app.models import Agent
 from audit_app import services as audit
 from foundation_client._wire import SECRETS_ROTATION_CHANNEL, RotationNotice
 from foundation_site.redis_client import get_redis
+from secrets_app import value_cache
 from secrets_app.backends import get_backend
 from secrets_app.exceptions import (
     AccessDenied,
@@ -213,6 +215,7 @@ def delete_secret(
         with transaction.atomic():
             get_backend(secret.storage_backend).destroy(secret)
             SecretMetadata.objects.filter(pk=secret.pk).delete()
+        value_cache.forget(secret.pk)
     except SecretsError as exc:
         audit.record("secrets.delete", actor, _resource(name), "delete", False, request, exc)
         raise
@@ -236,22 +239,36 @@ def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) 
             raise AccessDenied("agent is disabled")
         if not agent.may_read(name):
             raise AccessDenied("no grant for this secret")
-        secret = SecretMetadata.objects.filter(secret_name=name).first()
+        secret = SecretMetadata.current(name)
         if secret is None or secret.current_version is None:
             raise SecretDoesNotExist(name)
         version = secret.current_version
-        value = get_backend(secret.storage_backend).read(secret, version)
+        value = value_cache.get(secret.pk, version)
+        if value is None:
+            value = get_backend(secret.storage_backend).read(secret, version)
+            value_cache.put(secret.pk, version, value)
     except SecretsError as exc:
         audit.record("secrets.read", agent, resource, "read", False, request, exc)
         raise
-    with transaction.atomic():
-        now = timezone.now()
-        SecretMetadata.objects.filter(pk=secret.pk).update(
-            last_read_at=now, last_read_by=agent.name
-        )
-        Agent.objects.filter(pk=agent.pk).update(last_seen_at=now)
-        audit.record("secrets.read", agent, resource, "read", True, request, version=version)
+    audit.record("secrets.read", agent, resource, "read", True, request, version=version)
+    _mark_read(secret, agent)
     return value, version
+
+
+_last_marks: dict[int, tuple[str, float]] = {}
+
+
+def _mark_read(secret: SecretMetadata, agent: Agent) -> None:
+    """Record when and by whom a secret was last read, at most once a minute per secret and
+    reader: the audit log has every read; these columns serve the admin list."""
+    now = time.monotonic()
+    previous = _last_marks.get(secret.pk)
+    if previous is not None and previous[0] == agent.name and now - previous[1] < 60:
+        return
+    _last_marks[secret.pk] = (agent.name, now)
+    moment = timezone.now()
+    SecretMetadata.objects.filter(pk=secret.pk).update(last_read_at=moment, last_read_by=agent.name)
+    Agent.objects.filter(pk=agent.pk).update(last_seen_at=moment)
 
 
 def due_for_rotation(now: datetime | None = None) -> list[SecretMetadata]:

@@ -57,6 +57,22 @@ def run_rotation_job():
     return job.return_value()
 
 
+def test_the_sites_version_cache_bridges_an_openbao_outage(
+    live_server, make_agent, private_openbao, admin_user
+):
+    services.create_secret("db_password", "pw-site-cached", actor=admin_user, backend="vault")
+    _, token = make_agent(grants=["db_password"])
+
+    async def scenario() -> None:
+        async with SecretsClient(client_settings(live_server, token), ttl=0) as client:
+            assert await client.get("db_password") == "pw-site-cached"
+            await asyncio.to_thread(private_openbao.stop)
+            assert await client.get("db_password") == "pw-site-cached"
+
+    asyncio.run(scenario())
+    assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 2
+
+
 def test_a_rotation_reaches_a_running_agent_within_a_second(
     live_server, make_agent, vault_prefix, admin_user
 ):
@@ -120,8 +136,10 @@ def test_a_failed_rotation_is_retried_on_the_next_run(settings, live_server, adm
 
 
 def test_openbao_stopping_mid_run_serves_stale_values_then_fails_cleanly(
-    live_server, make_agent, private_openbao, admin_user
+    settings, live_server, make_agent, private_openbao, admin_user
 ):
+    # The site's own version cache would bridge the outage; here only the client's may.
+    settings.SECRETS_SITE_CACHE_SECONDS = 0
     services.create_secret("db_password", "pw-cached", actor=admin_user, backend="vault")
     _, token = make_agent(grants=["db_password"])
 

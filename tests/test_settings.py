@@ -85,8 +85,8 @@ def test_check_deploy_reports_nothing_with_production_values():
         ({"VAULT_ADDR": "vault:8200"}, "VAULT_ADDR"),
         ({"SECRET_KEY_FILE": "/nonexistent/secret"}, "SECRET_KEY_FILE"),
         (
-            {"DATABASE_CONN_MAX_AGE": "forever", "DATABASE_URL": "postgres://u@127.0.0.1:5432/x"},
-            "DATABASE_CONN_MAX_AGE",
+            {"DATABASE_POOL_SIZE": "many", "DATABASE_URL": "postgres://u@127.0.0.1:5432/x"},
+            "DATABASE_POOL_SIZE",
         ),
         ({"SECURE_HSTS_SECONDS": "-5"}, "SECURE_HSTS_SECONDS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),

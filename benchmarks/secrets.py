@@ -1,0 +1,219 @@
+"""Secrets hot paths beside their baseline, in one run, on the same OpenBao.
+
+    scripts/services start && .venv/bin/python benchmarks/secrets.py [--reads 500]
+
+Prints one JSON line per figure:
+- ``cached_get_us``: median of ``SecretsClient.get`` for a fresh cached value;
+- ``uncached_get_ms``: median of ``get`` with no client cache: HTTP to the site (Uvicorn, as in
+  production), token check, grant check, the value (from the site's version cache once read from
+  OpenBao), audit row, answer;
+- ``direct_hvac_read_ms``: median of a KV v2 read through hvac against the same OpenBao;
+- ``uncached_vs_hvac_ratio``: the two above divided;
+- ``uncached_get_site_cache_off_ms`` and its ratio: the same with the site's in-process version
+  cache off (``SECRETS_SITE_CACHE_SECONDS=0``), so that every read also reads OpenBao.
+The site runs on PostgreSQL (database ``foundation_bench``) with the services' Redis and OpenBao.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's ``secrets``: keep its folder off the import path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import time
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def load_services_env() -> None:
+    env_file = ROOT / ".run" / "services.env"
+    if not env_file.exists():
+        sys.exit("start the services first: scripts/services start")
+    for line in env_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        os.environ.setdefault(key, value)
+    pg = os.environ["FOUNDATION_PG_URL"].rsplit("/", 1)[0]
+    os.environ["DATABASE_URL"] = f"{pg}/foundation_bench"
+    os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/2"
+    os.environ.setdefault("DEBUG", "true")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["FOUNDATION_ENV_FILE"] = ""
+    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
+    os.environ.setdefault("FOUNDATION_MASTER_KEY", "A" * 43 + "=")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "foundation_site.settings"
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    admin_url = os.environ["FOUNDATION_PG_URL"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = 'foundation_bench'"
+        ).fetchone()
+        if not exists:
+            conn.execute("CREATE DATABASE foundation_bench")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def emit(figure: str, value: float, unit: str, **extra: object) -> None:
+    print(
+        json.dumps({"figure": figure, "value": round(value, 4), "unit": unit, **extra}), flush=True
+    )
+
+
+def prepare() -> str:
+    """Migrate, then (re)create the secret and an agent; return the agent's token."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from agents_app.models import Agent
+    from agents_app.services import create_agent
+    from secrets_app import services
+    from secrets_app.models import SecretMetadata
+
+    for secret in SecretMetadata.objects.filter(secret_name="bench_secret"):
+        services.delete_secret(secret, actor="benchmark")
+    Agent.objects.filter(name="bench_agent").delete()
+    services.create_secret(
+        "bench_secret", "bench-value-" + "x" * 40, actor="benchmark", backend="vault"
+    )
+    _, token = create_agent("bench_agent", actor="benchmark", grants=["bench_secret"])
+    return token
+
+
+def start_site(port: int, site_cache: bool = True) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, SECRETS_SITE_CACHE_SECONDS="300" if site_cache else "0")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "foundation_site.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    sys.exit("the site did not start")
+
+
+def direct_hvac(reads: int) -> list[float]:
+    import hvac
+    from django.conf import settings
+
+    client = hvac.Client(url=settings.VAULT_ADDR, token=settings.VAULT_TOKEN)
+    path = f"{settings.SECRETS_VAULT_PREFIX}/bench_secret"
+    timings = []
+    for _ in range(reads + 20):
+        started = time.perf_counter()
+        client.secrets.kv.v2.read_secret_version(
+            path=path, mount_point=settings.SECRETS_VAULT_MOUNT, raise_on_deleted_version=True
+        )
+        timings.append(time.perf_counter() - started)
+    return timings[20:]  # warm-up excluded
+
+
+async def through_client(port: int, token: str, reads: int) -> tuple[list[float], list[float]]:
+    from foundation_client import ClientSettings, SecretsClient
+
+    settings = ClientSettings(
+        agent_name="bench_agent",
+        api_url=f"http://127.0.0.1:{port}",
+        redis_url=os.environ["REDIS_URL"],
+        agent_token=token,
+    )
+    uncached: list[float] = []
+    async with SecretsClient(settings, ttl=0, stale_if_error=0, listen=False) as client:
+        for _ in range(reads + 20):
+            started = time.perf_counter()
+            await client.get("bench_secret")
+            uncached.append(time.perf_counter() - started)
+    cached: list[float] = []
+    async with SecretsClient(settings, ttl=3600, listen=False) as client:
+        await client.get("bench_secret")
+        batch = 1000
+        for _ in range(200):
+            started = time.perf_counter()
+            for _ in range(batch):
+                await client.get("bench_secret")
+            cached.append((time.perf_counter() - started) / batch)
+    return uncached[20:], cached
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reads", type=int, default=500)
+    args = parser.parse_args()
+    load_services_env()
+    ensure_database()
+    token = prepare()
+    port = free_port()
+    site = start_site(port)
+    try:
+        uncached, cached = asyncio.run(through_client(port, token, args.reads))
+        hvac_reads = direct_hvac(args.reads)
+    finally:
+        site.terminate()
+        site.wait(timeout=10)
+    # The same, with the site's version cache off: every read also goes to OpenBao.
+    port = free_port()
+    site = start_site(port, site_cache=False)
+    try:
+        no_site_cache, _ = asyncio.run(through_client(port, token, args.reads))
+    finally:
+        site.terminate()
+        site.wait(timeout=10)
+    cached_us = statistics.median(cached) * 1e6
+    uncached_ms = statistics.median(uncached) * 1e3
+    hvac_ms = statistics.median(hvac_reads) * 1e3
+    emit("cached_get_us", cached_us, "us", target="<= 20", samples=len(cached))
+    emit(
+        "uncached_get_ms",
+        uncached_ms,
+        "ms",
+        samples=len(uncached),
+        p90=round(statistics.quantiles(uncached, n=10)[-1] * 1e3, 3),
+    )
+    emit("direct_hvac_read_ms", hvac_ms, "ms", samples=len(hvac_reads))
+    emit("uncached_vs_hvac_ratio", uncached_ms / hvac_ms, "x", target="<= 2.5")
+    vault_ms = statistics.median(no_site_cache) * 1e3
+    emit("uncached_get_site_cache_off_ms", vault_ms, "ms", samples=len(no_site_cache))
+    emit("uncached_site_cache_off_vs_hvac_ratio", vault_ms / hvac_ms, "x")
+
+
+if __name__ == "__main__":
+    main()

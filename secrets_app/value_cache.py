@@ -1,0 +1,54 @@
+"""A small in-process cache of secret values, keyed by (secret id, version).
+
+Versions never change once written, so a cached version can only be stale by being deleted: a
+rotation, a new value or a rollback makes a new version, and the next read asks the backend for
+it. This spares the agent API a Vault round trip per read (Vault Agent's cache does the same).
+Entries live in this process's memory only, for ``SECRETS_SITE_CACHE_SECONDS`` at most (0 turns
+the cache off); nothing is written to disk, Redis or the database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+from django.conf import settings
+
+_MAX_ENTRIES = 1024
+_lock = threading.Lock()
+_entries: OrderedDict[tuple[int, int], tuple[str, float]] = OrderedDict()
+
+
+def get(secret_id: int, version: int) -> str | None:
+    with _lock:
+        entry = _entries.get((secret_id, version))
+        if entry is None:
+            return None
+        value, expires = entry
+        if time.monotonic() >= expires:
+            del _entries[(secret_id, version)]
+            return None
+        _entries.move_to_end((secret_id, version))
+        return value
+
+
+def put(secret_id: int, version: int, value: str) -> None:
+    ttl = settings.SECRETS_SITE_CACHE_SECONDS
+    if ttl <= 0:
+        return
+    with _lock:
+        _entries[(secret_id, version)] = (value, time.monotonic() + ttl)
+        _entries.move_to_end((secret_id, version))
+        while len(_entries) > _MAX_ENTRIES:
+            _entries.popitem(last=False)
+
+
+def forget(secret_id: int | None = None) -> None:
+    """Drop one secret's versions, or everything."""
+    with _lock:
+        if secret_id is None:
+            _entries.clear()
+            return
+        for key in [k for k in _entries if k[0] == secret_id]:
+            del _entries[key]
