@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from secrets_app import services
+from secrets_app.models import SecretMetadata
+
+pytestmark = pytest.mark.django_db
+
+
+def make_due(secret: SecretMetadata) -> None:
+    SecretMetadata.objects.filter(pk=secret.pk).update(
+        last_rotated=timezone.now() - timedelta(days=(secret.rotation_policy_days or 0) + 1)
+    )
+
+
+def test_rotate_due_secrets_rotates_only_what_is_due(admin_user):
+    due = services.create_secret(
+        "due", "v", actor=admin_user, backend="local", rotation_policy_days=7
+    )
+    services.create_secret("fresh", "v", actor=admin_user, backend="local", rotation_policy_days=7)
+    services.create_secret("never", "v", actor=admin_user, backend="local", rotation_policy_days=0)
+    make_due(due)
+    out = StringIO()
+    call_command("rotate_due_secrets", stdout=out)
+    assert "rotated due" in out.getvalue()
+    assert "1 rotated, 0 failed" in out.getvalue()
+    assert dict(SecretMetadata.objects.values_list("secret_name", "current_version")) == {
+        "due": 2,
+        "fresh": 1,
+        "never": 1,
+    }
+
+
+def test_rotate_due_secrets_exits_non_zero_when_one_fails(settings, admin_user):
+    settings.SECRETS_ROTATORS = {
+        "default": "secrets_app.rotators.random_urlsafe",
+        "flaky": "secrets_app.tests.test_services.broken_rotator",
+    }
+    bad = services.create_secret(
+        "bad", "v", actor=admin_user, backend="local", provider="flaky", rotation_policy_days=1
+    )
+    good = services.create_secret(
+        "good", "v", actor=admin_user, backend="local", rotation_policy_days=1
+    )
+    make_due(bad)
+    make_due(good)
+    err = StringIO()
+    with pytest.raises(CommandError, match="1 rotation"):
+        call_command("rotate_due_secrets", stdout=StringIO(), stderr=err)
+    assert "FAILED  bad" in err.getvalue()
+    good.refresh_from_db()
+    assert good.current_version == 2
+
+
+def test_the_cron_module_schedules_rotation(settings):
+    import importlib
+
+    from rq import cron
+
+    import foundation_site.cron as schedule
+
+    cron._job_data_registry.clear()
+    importlib.reload(schedule)
+    entries = [e for e in cron._job_data_registry if e.get("name") == "rotate_due_secrets"]
+    assert len(entries) == 1
+    assert entries[0]["cron"] == settings.SECRETS_ROTATION_CRON
+    assert entries[0]["queue_name"] == "default"
+    assert not entries[0].get("args")
+    cron._job_data_registry.clear()
