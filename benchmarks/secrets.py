@@ -111,6 +111,8 @@ def start_site(port: int, site_cache: bool = True) -> subprocess.Popen[bytes]:
             "--port",
             str(port),
             "--no-access-log",
+            "--lifespan",
+            "off",
             "--log-level",
             "warning",
             "foundation_site.asgi:application",
