@@ -1,8 +1,48 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.core import checks
 
 
 class SecretsConfig(AppConfig):
     name = "secrets_app"
     verbose_name = "Secrets"
+
+    def ready(self) -> None:
+        checks.register(check_settings, "secrets")
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Catch at start-up what would otherwise fail on the first read or the first rotation."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    problems: list[checks.CheckMessage] = []
+    rotators = settings.SECRETS_ROTATORS
+    if "default" not in rotators:
+        problems.append(checks.Error("SECRETS_ROTATORS needs a 'default' entry", id="secrets.E001"))
+    for provider, path in rotators.items():
+        try:
+            import_string(path)
+        except ImportError:
+            problems.append(
+                checks.Error(
+                    f"SECRETS_ROTATORS[{provider!r}] = {path!r} cannot be imported",
+                    id="secrets.E002",
+                )
+            )
+    if (
+        settings.SECRETS_DEFAULT_BACKEND == "vault"
+        and not settings.VAULT_TOKEN
+        and not settings.VAULT_ROLE_ID
+    ):
+        problems.append(
+            checks.Warning(
+                "neither VAULT_TOKEN nor VAULT_ROLE_ID is set: the vault backend cannot work",
+                hint="set VAULT_TOKEN (or _FILE), or VAULT_ROLE_ID and VAULT_SECRET_ID",
+                id="secrets.W001",
+            )
+        )
+    return problems

@@ -99,6 +99,7 @@ def test_a_rotation_reaches_a_running_agent_within_a_second(
                 await asyncio.sleep(0.005)
 
     value, delay = asyncio.run(scenario())
+    print(f"rotation reached the running agent in {delay * 1000:.1f} ms")
     secret.refresh_from_db()
     assert value == services.read_value(secret)
     assert secret.current_version == 2

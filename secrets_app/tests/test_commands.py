@@ -73,3 +73,16 @@ def test_the_cron_module_schedules_rotation(settings):
     assert entries[0]["queue_name"] == "default"
     assert not entries[0].get("args")
     cron._job_data_registry.clear()
+
+
+def test_system_checks_catch_bad_secrets_settings(settings):
+    from secrets_app.apps import check_settings
+
+    assert check_settings() == []
+    settings.SECRETS_ROTATORS = {"openai": "no.such.module.rotate"}
+    ids = {m.id for m in check_settings()}
+    assert ids == {"secrets.E001", "secrets.E002"}
+    settings.SECRETS_ROTATORS = {"default": "secrets_app.rotators.random_urlsafe"}
+    settings.VAULT_TOKEN = None
+    settings.VAULT_ROLE_ID = None
+    assert [m.id for m in check_settings()] == ["secrets.W001"]
