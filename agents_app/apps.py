@@ -18,6 +18,11 @@ class AgentsConfig(AppConfig):
 
 
 def _forget(**kwargs: object) -> None:
+    from django.db import transaction
+
     from agents_app.services import forget_agents
 
     forget_agents()
+    # Again once the change is visible to other connections, in case a read in between cached
+    # the old state.
+    transaction.on_commit(forget_agents)

@@ -46,7 +46,8 @@ def forget_agents() -> None:
 
 
 def authenticate(token: str | None) -> Agent | None:
-    """The active agent holding this token (with its grants loaded), or None.
+    """The agent holding this token (with its grants loaded), or None. A disabled agent is
+    returned too, so that its refused reads are audited under its name.
 
     Results are kept in this process for ``AGENT_AUTH_CACHE_SECONDS``: a change made in this
     process clears them at once, another process sees it within that many seconds.
@@ -60,8 +61,6 @@ def authenticate(token: str | None) -> Agent | None:
     if cached is not None and now < cached[1]:
         return cached[0]
     agent = Agent.objects.filter(token_hash=token_hash).prefetch_related("grants").first()
-    if agent is not None and not agent.is_active:
-        agent = None
     ttl = settings.AGENT_AUTH_CACHE_SECONDS
     if ttl > 0:
         with _auth_lock:

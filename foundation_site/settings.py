@@ -263,6 +263,8 @@ if SECRETS_DEFAULT_BACKEND not in {"vault", "local"}:
     )
 SECRETS_VAULT_MOUNT = env.str("SECRETS_VAULT_MOUNT", default="secret")
 SECRETS_VAULT_PREFIX = env.str("SECRETS_VAULT_PREFIX", default="foundation")
+# Versions KV v2 keeps per secret (its own default is 10); older ones cannot be rolled back to.
+SECRETS_VAULT_MAX_VERSIONS = env_int("SECRETS_VAULT_MAX_VERSIONS", 100, minimum=1)
 # Rotators by provider (dotted paths to callables taking the SecretMetadata, returning a value);
 # "default" serves every provider not listed.
 SECRETS_ROTATORS: dict[str, str] = {"default": "secrets_app.rotators.random_urlsafe"}

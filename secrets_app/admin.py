@@ -14,7 +14,9 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from audit_app.admin_mixins import AuditedModelAdmin
@@ -135,6 +137,7 @@ class SecretMetadataAdmin(AuditedModelAdmin):
         )
 
     # --- Create ------------------------------------------------------------------------------
+    @method_decorator(sensitive_post_parameters("value"))
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -171,6 +174,7 @@ class SecretMetadataAdmin(AuditedModelAdmin):
         )
 
     # --- New value, versions, rollback, rotation ---------------------------------------------
+    @method_decorator(sensitive_post_parameters("value"))
     def set_value_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         secret = self._secret(request, pk, change=True)
         form = SetValueForm(request.POST or None)

@@ -63,9 +63,23 @@ def serve_read(token: str | None, name: str, request: HttpRequest) -> tuple[int,
         return 503, {"detail": "the secret store is unavailable"}
     body: dict[str, Any] = {"name": name, "version": version}
     if agent.public_key:
-        body["sealed"] = seal(
-            value.encode("utf-8"), load_public_key(agent.public_key), sealing_context(name, version)
-        )
+        try:
+            body["sealed"] = seal(
+                value.encode("utf-8"),
+                load_public_key(agent.public_key),
+                sealing_context(name, version),
+            )
+        except ValueError:
+            audit.record(
+                "secrets.read",
+                agent,
+                f"secret:{name}",
+                "seal",
+                False,
+                request,
+                "the agent's public key is unusable",
+            )
+            return 503, {"detail": "the agent's public key is unusable"}
     else:
         body["value"] = value
     return 200, body

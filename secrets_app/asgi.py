@@ -3,14 +3,14 @@
 Agents read secrets far more often than anything else is asked of the site. This route parses
 the request itself, runs ``serve_read`` (the same function the ninja view runs) in one worker
 thread, and answers JSON, without Django's middleware chain and URL resolution. It checks the
-Host header against ``ALLOWED_HOSTS`` as Django would; every other request goes to ``fallback``.
+Host header against ``ALLOWED_HOSTS`` as Django would, refuses plain HTTP when
+``SECURE_SSL_REDIRECT`` is on, and passes every other request to ``fallback``.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -38,6 +38,14 @@ def _request(scope: dict[str, Any], headers: dict[bytes, bytes], path: str) -> H
     if forwarded is not None:
         request.META["HTTP_X_FORWARDED_FOR"] = forwarded.decode("latin-1")
     return request
+
+
+def _is_secure(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
+    if scope.get("scheme") == "https":
+        return True
+    if getattr(settings, "BEHIND_PROXY", False):
+        return headers.get(b"x-forwarded-proto", b"").lower() == b"https"
+    return False
 
 
 def _serve(token: str | None, name: str, request: HttpRequest) -> tuple[int, dict[str, Any]]:
@@ -86,7 +94,11 @@ class SecretsReadRoute:
         if not host or not validate_host(host, allowed):
             await _answer(send, 400, {"detail": "invalid Host header"})
             return
-        name = unquote(path[len(PREFIX) :])
+        if getattr(settings, "SECURE_SSL_REDIRECT", False) and not _is_secure(scope, headers):
+            # Django would redirect; the token has already crossed in clear, so refuse instead.
+            await _answer(send, 403, {"detail": "HTTPS is required"})
+            return
+        name = path[len(PREFIX) :]  # ASGI paths arrive percent-decoded
         token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
         status, body = await sync_to_async(_serve, thread_sensitive=False)(
             token, name, _request(scope, headers, path)

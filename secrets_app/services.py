@@ -25,6 +25,7 @@ from secrets_app import value_cache
 from secrets_app.backends import get_backend
 from secrets_app.exceptions import (
     AccessDenied,
+    BackendUnavailable,
     InvalidSecret,
     RotationFailed,
     SecretDoesNotExist,
@@ -213,8 +214,10 @@ def delete_secret(
     name = secret.secret_name
     try:
         with transaction.atomic():
-            get_backend(secret.storage_backend).destroy(secret)
+            # Rows first: if the backend then fails, the deletion rolls back whole.
             SecretMetadata.objects.filter(pk=secret.pk).delete()
+            get_backend(secret.storage_backend).destroy(secret)
+            announce(name, 0)
         value_cache.forget(secret.pk)
     except SecretsError as exc:
         audit.record("secrets.delete", actor, _resource(name), "delete", False, request, exc)
@@ -233,12 +236,15 @@ def read_value(secret: SecretMetadata, version: int | None = None) -> str:
 def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) -> tuple[str, int]:
     """An agent's read: the grant is checked first (so a denied agent learns nothing of whether
     the secret exists), then the current version is read. Audited either way."""
-    resource = _resource(name)
+    valid_name = bool(_NAME.match(name))
+    resource = _resource(name) if valid_name else "secret:(invalid name)"
     try:
         if not agent.is_active:
             raise AccessDenied("agent is disabled")
         if not agent.may_read(name):
             raise AccessDenied("no grant for this secret")
+        if not valid_name:
+            raise SecretDoesNotExist("(invalid name)")
         secret = SecretMetadata.current(name)
         if secret is None or secret.current_version is None:
             raise SecretDoesNotExist(name)
@@ -250,6 +256,19 @@ def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) 
     except SecretsError as exc:
         audit.record("secrets.read", agent, resource, "read", False, request, exc)
         raise
+    except Exception as exc:
+        # Anything unforeseen (a malformed backend answer, a database hiccup) is still a read
+        # that did not happen, and is audited as such; its type is recorded, not its message.
+        audit.record(
+            "secrets.read",
+            agent,
+            resource,
+            "read",
+            False,
+            request,
+            f"internal error ({type(exc).__name__})",
+        )
+        raise BackendUnavailable(f"reading {name!r} failed ({type(exc).__name__})") from None
     audit.record("secrets.read", agent, resource, "read", True, request, version=version)
     _mark_read(secret, agent)
     return value, version
@@ -292,6 +311,17 @@ def rotate_due(actor: object = "rotation-scheduler") -> RotationReport:
             rotate(secret, actor=actor)
         except SecretsError as exc:
             logger.warning("rotation of %s failed: %s", secret.secret_name, exc)
+            report.failed.append(secret.secret_name)
+        except Exception as exc:  # one broken secret must not stop the others
+            logger.exception("rotation of %s crashed", secret.secret_name)
+            audit.record(
+                "secrets.rotate",
+                actor,
+                _resource(secret.secret_name),
+                "rotate",
+                False,
+                error=f"internal error ({type(exc).__name__})",
+            )
             report.failed.append(secret.secret_name)
         else:
             report.rotated.append(secret.secret_name)

@@ -58,14 +58,15 @@ def test_grants_match_exact_names_and_prefixes():
     assert not agent.may_read("dbx")
 
 
-def test_unknown_empty_and_disabled_tokens_do_not_authenticate():
+def test_unknown_and_empty_tokens_do_not_authenticate():
     agent = Agent.objects.create(name="a", token_hash=hash_token("fdn_t"))
     assert authenticate(None) is None
     assert authenticate("") is None
     assert authenticate("fdn_other") is None
     agent.is_active = False
     agent.save()
-    assert authenticate("fdn_t") is None
+    assert authenticate("fdn_t") == agent  # returned, so its refusals are audited by name
+    assert authenticate("fdn_t").is_active is False
 
 
 def test_the_admin_shows_a_new_token_once_and_never_stores_it(admin_client):

@@ -66,6 +66,9 @@ class SecretsClient:
         self.stale_if_error = stale_if_error
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
+        # The newest version each rotation notice announced, so that an answer already in flight
+        # when the notice came is not cached as fresh.
+        self._announced: dict[str, int] = {}
         self._http = http or httpx.AsyncClient(
             base_url=settings.api_url,
             timeout=timeout,
@@ -126,32 +129,31 @@ class SecretsClient:
         return entry.version if entry else None
 
     async def _refresh(self, name: str, stale: _Entry | None) -> _Entry:
-        # Concurrent callers of one name share one request.
-        pending = self._inflight.get(name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-        self._inflight[name] = future
+        # Concurrent callers of one name share one request, run as a task of its own so that a
+        # caller being cancelled never cancels the others.
+        task = self._inflight.get(name)
+        if task is None:
+            task = asyncio.ensure_future(self._load(name, stale))
+            self._inflight[name] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, name: str, stale: _Entry | None) -> _Entry:
         try:
             entry = await self._fetch(name)
         except SecretUnavailable as exc:
             if stale is not None and time.monotonic() < stale.stale_until:
                 logger.warning("serving cached %r inside its stale window: %s", name, exc.reason)
-                future.set_result(stale)
                 return stale
-            future.set_exception(exc)
             raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        else:
-            self._cache[name] = entry
-            future.set_result(entry)
-            return entry
         finally:
-            del self._inflight[name]
-            if future.done() and not future.cancelled():
-                future.exception()  # mark retrieved: nobody else may be waiting
+            # Before the task completes, so that a later caller never joins a finished fetch.
+            self._inflight.pop(name, None)
+        if entry.version < self._announced.get(name, 0):
+            # A notice already announced a newer version than this answer carries (the site
+            # answered before it saw the change): keep the value, but do not trust it as fresh.
+            entry.fresh_until = 0.0
+        self._cache[name] = entry
+        return entry
 
     async def _fetch(self, name: str) -> _Entry:
         try:
@@ -211,6 +213,10 @@ class SecretsClient:
                 assert self._redis is not None
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(SECRETS_ROTATION_CHANNEL)
+                    if not self._subscribed.is_set() and self._cache:
+                        # Notices sent while we were not listening are lost: distrust the cache.
+                        for entry in self._cache.values():
+                            entry.fresh_until = 0.0
                     self._subscribed.set()
                     delay = 0.5
                     async for message in pubsub.listen():
@@ -230,9 +236,13 @@ class SecretsClient:
         except (ValueError, TypeError):
             logger.warning("ignored a malformed rotation notice")
             return
+        if notice.version == 0:  # deleted: a re-created secret starts again at version 1
+            self._announced.pop(notice.name, None)
+        elif notice.version > self._announced.get(notice.name, 0):
+            self._announced[notice.name] = notice.version
         entry = self._cache.get(notice.name)
         if entry is not None and entry.version != notice.version:
             del self._cache[notice.name]
             logger.info(
-                "secret %r rotated to version %d; cache dropped", notice.name, notice.version
+                "secret %r changed (version %d); cache dropped", notice.name, notice.version
             )

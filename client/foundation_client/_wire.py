@@ -12,7 +12,7 @@ SECRETS_ROTATION_CHANNEL = "foundation:secrets:rotated"
 
 @dataclass(frozen=True)
 class RotationNotice:
-    """A secret got a new current version. It never carries the value."""
+    """A secret got a new current version (``version`` 0: it was deleted). Never the value."""
 
     name: str
     version: int

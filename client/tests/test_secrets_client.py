@@ -234,3 +234,58 @@ def test_the_cached_path_is_fast():
         return (time.perf_counter() - started) / 10_000
 
     assert run(scenario()) < 50e-6
+
+
+def test_one_caller_cancelled_does_not_cancel_the_others():
+    release = asyncio.Event()
+
+    async def slow(request):
+        await release.wait()
+        return ok("v1")
+
+    async def scenario():
+        http = httpx.AsyncClient(
+            base_url="http://foundation.test", transport=httpx.MockTransport(slow)
+        )
+        client = SecretsClient(SETTINGS, http=http, listen=False)
+        first = asyncio.create_task(client.get("k"))
+        second = asyncio.create_task(client.get("k"))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        await asyncio.sleep(0.01)
+        release.set()
+        assert await second == "v1"
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+    run(scenario())
+
+
+def test_an_answer_older_than_an_announced_version_is_not_cached_as_fresh():
+    script = Script(ok("v1", 1), ok("v2", 2))
+
+    async def scenario():
+        client = make(script)
+        client._on_notice(b'{"name": "k", "version": 2}')  # arrives before the answer
+        assert await client.get("k") == "v1"
+        assert await client.get("k") == "v2"  # v1 was not trusted: asked again
+        assert await client.get("k") == "v2"
+
+    run(scenario())
+    assert script.calls == 2
+
+
+def test_a_deletion_notice_drops_the_value_and_resets_the_version():
+    script = Script(ok("v3", 3), ok("new", 1))
+
+    async def scenario():
+        client = make(script)
+        client._on_notice(b'{"name": "k", "version": 3}')
+        assert await client.get("k") == "v3"
+        client._on_notice(b'{"name": "k", "version": 0}')
+        assert client.cached_version("k") is None
+        assert await client.get("k") == "new"
+        assert await client.get("k") == "new"
+
+    run(scenario())
+    assert script.calls == 2

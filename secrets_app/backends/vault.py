@@ -100,6 +100,16 @@ class VaultBackend:
                 mount_point=settings.SECRETS_VAULT_MOUNT,
             ),
         )
+        if expected_version is None:
+            # KV v2 keeps 10 versions unless told otherwise; rollback needs the history.
+            _call(
+                secret.secret_name,
+                lambda c: c.secrets.kv.v2.update_metadata(
+                    path=path_for(secret),
+                    max_versions=settings.SECRETS_VAULT_MAX_VERSIONS,
+                    mount_point=settings.SECRETS_VAULT_MOUNT,
+                ),
+            )
         return int(response["data"]["version"])
 
     def read(self, secret: SecretMetadata, version: int) -> str:

@@ -197,3 +197,12 @@ def test_outsiders_are_sent_to_log_in(outsider_client, secret):
     response = outsider_client.get(url("secrets_app_secret_versions", secret.pk))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_the_value_is_marked_sensitive_for_error_reports(admin_client):
+    from django.views.debug import SafeExceptionReporterFilter
+
+    response = admin_client.post(ADD, {"secret_name": "bad name", "value": "never-in-reports"})
+    assert list(response.wsgi_request.sensitive_post_parameters) == ["value"]
+    cleaned = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
+    assert cleaned["value"] != "never-in-reports"

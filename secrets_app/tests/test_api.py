@@ -82,11 +82,43 @@ def test_a_missing_or_wrong_token_is_401_and_audited(client, secret, token, reas
     assert reads() == [("(unknown agent)", "secret:openai_api_key", False, reason)]
 
 
-def test_a_disabled_agent_is_refused(client, secret, make_agent):
+def test_a_disabled_agent_is_refused_under_its_own_name(client, secret, make_agent):
     agent, token = make_agent()
     agent.is_active = False
     agent.save()
-    assert get(client, "openai_api_key", token).status_code == 401
+    response = get(client, "openai_api_key", token)
+    assert response.status_code == 403
+    assert response.json() == {"detail": "agent is disabled"}
+    assert reads() == [
+        ("ai_manager", "secret:openai_api_key", False, "AccessDenied: agent is disabled")
+    ]
+
+
+def test_an_invalid_name_is_404_and_audited_without_the_name(client, make_agent):
+    _, token = make_agent()
+    response = get(client, "bad%00name", token)
+    assert response.status_code == 404
+    assert reads() == [
+        (
+            "ai_manager",
+            "secret:(invalid name)",
+            False,
+            "SecretDoesNotExist: secret '(invalid name)' does not exist",
+        )
+    ]
+
+
+def test_an_unexpected_backend_failure_is_503_and_audited(client, secret, make_agent, monkeypatch):
+    from secrets_app.backends.vault import VaultBackend
+
+    def explode(self, secret, version):
+        raise KeyError("data")
+
+    monkeypatch.setattr(VaultBackend, "read", explode)
+    _, token = make_agent()
+    response = get(client, "openai_api_key", token)
+    assert response.status_code == 503
+    assert reads() == [("ai_manager", "secret:openai_api_key", False, "internal error (KeyError)")]
 
 
 def test_five_denied_reads_put_the_agent_on_the_suspicious_page(

@@ -82,3 +82,12 @@ def test_other_requests_go_to_django(secret, make_agent):
     assert call("POST", "/api/v1/secrets/route/key", token).status_code == 405
     assert call("GET", "/api/v1/openapi.json").status_code == 200
     assert call("GET", "/healthz").json() == {"status": "ok"}
+
+
+def test_plain_http_is_refused_when_https_is_required(settings, secret, make_agent):
+    settings.SECURE_SSL_REDIRECT = True
+    _, token = make_agent()
+    response = call("GET", "/api/v1/secrets/route/key", token)
+    assert response.status_code == 403
+    assert response.json() == {"detail": "HTTPS is required"}
+    assert "route-value" not in response.text

@@ -167,3 +167,62 @@ def test_a_new_version_is_announced_with_name_and_version_only(
         assert b"v2-value" not in message["data"]
     finally:
         pubsub.close()
+
+
+def test_vault_keeps_the_configured_number_of_versions(vault_prefix, admin_user, settings):
+    import hvac
+
+    services.create_secret("kept", "v", actor=admin_user, backend="vault")
+    client = hvac.Client(url=settings.VAULT_ADDR, token=settings.VAULT_TOKEN)
+    meta = client.secrets.kv.v2.read_secret_metadata(
+        path=f"{vault_prefix}/kept", mount_point=settings.SECRETS_VAULT_MOUNT
+    )
+    assert meta["data"]["max_versions"] == settings.SECRETS_VAULT_MAX_VERSIONS
+
+
+def test_a_deletion_is_announced_as_version_zero(
+    admin_user, redis_conn, django_capture_on_commit_callbacks
+):
+    from foundation_client import RotationNotice
+    from foundation_client._wire import SECRETS_ROTATION_CHANNEL
+
+    secret = services.create_secret("doomed", "v", actor=admin_user, backend="local")
+    pubsub = redis_conn.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(SECRETS_ROTATION_CHANNEL)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.delete_secret(secret, actor=admin_user)
+        assert RotationNotice.decode(next_message(pubsub)["data"]) == RotationNotice("doomed", 0)
+    finally:
+        pubsub.close()
+
+
+def crashing_rotator(secret):
+    return 42  # not a string: the service's own check fails unexpectedly
+
+
+def test_an_unexpected_rotation_crash_does_not_stop_the_others(settings, admin_user, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    first = services.create_secret(
+        "first", "v", actor=admin_user, backend="local", rotation_policy_days=1
+    )
+    second = services.create_secret(
+        "second", "v", actor=admin_user, backend="local", rotation_policy_days=1
+    )
+    SecretMetadata.objects.update(last_rotated=timezone.now() - timedelta(days=2))
+    real_rotate = services.rotate
+
+    def rotate(secret, **kwargs):
+        if secret.secret_name == "first":
+            raise RuntimeError("boom")
+        return real_rotate(secret, **kwargs)
+
+    monkeypatch.setattr(services, "rotate", rotate)
+    report = services.rotate_due()
+    assert (report.rotated, report.failed) == (["second"], ["first"])
+    row = AuditLog.objects.get(event_type="secrets.rotate", success=False)
+    assert row.error_message == "internal error (RuntimeError)"
+    del first, second

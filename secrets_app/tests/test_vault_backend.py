@@ -69,7 +69,7 @@ def test_approle_login_is_used_when_configured(settings, vault_prefix, admin_use
     root.sys.create_or_update_policy(
         "foundation-test",
         'path "secret/data/*" { capabilities = ["create", "read", "update"] }\n'
-        'path "secret/metadata/*" { capabilities = ["read", "delete"] }',
+        'path "secret/metadata/*" { capabilities = ["create", "read", "update", "delete"] }',
     )
     root.auth.approle.create_or_update_approle(
         "foundation-test", token_policies=["foundation-test"]
