@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -29,6 +28,7 @@ from foundation_client._exceptions import (
     SecretNotFound,
     SecretUnavailable,
 )
+from foundation_client._http import AiohttpTransport, Transport, TransportError
 from foundation_client._sealing import open_sealed, sealing_context
 from foundation_client._wire import SECRETS_API_PATH, SECRETS_ROTATION_CHANNEL, RotationNotice
 
@@ -53,7 +53,7 @@ class SecretsClient:
         ttl: float = 60.0,
         stale_if_error: float = 300.0,
         timeout: float = 5.0,
-        http: httpx.AsyncClient | None = None,
+        transport: Transport | None = None,
         redis: aioredis.Redis | None = None,
         listen: bool = True,
     ) -> None:
@@ -69,12 +69,10 @@ class SecretsClient:
         # The newest version each rotation notice announced, so that an answer already in flight
         # when the notice came is not cached as fresh.
         self._announced: dict[str, int] = {}
-        self._http = http or httpx.AsyncClient(
-            base_url=settings.api_url,
-            timeout=timeout,
-            headers={"Authorization": f"Bearer {settings.agent_token}"},
+        self._http: Transport = transport or AiohttpTransport(
+            settings.api_url, settings.agent_token, timeout
         )
-        self._owns_http = http is None
+        self._owns_http = transport is None
         self._redis = redis
         self._owns_redis = redis is None
         self._listen = listen
@@ -105,7 +103,7 @@ class SecretsClient:
                 await self._listener
             self._listener = None
         if self._owns_http:
-            await self._http.aclose()
+            await self._http.close()
         if self._owns_redis and self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -157,32 +155,17 @@ class SecretsClient:
 
     async def _fetch(self, name: str) -> _Entry:
         try:
-            response = await self._http.get(SECRETS_API_PATH + quote(name, safe=""))
-        except httpx.TimeoutException:
-            raise SecretUnavailable(name, "the foundation did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise SecretUnavailable(
-                name, f"cannot reach the foundation ({type(exc).__name__})"
-            ) from None
-        body = self._json(response)
-        if response.status_code == 200:
+            status, body = await self._http.get_json(SECRETS_API_PATH + quote(name, safe=""))
+        except TransportError as exc:
+            raise SecretUnavailable(name, str(exc)) from None
+        if status == 200:
             return self._entry(name, body)
-        detail = str(body.get("detail", "")) if body else ""
-        if response.status_code == 404:
+        detail = str(body.get("detail", ""))
+        if status == 404:
             raise SecretNotFound(name)
-        if response.status_code in (401, 403):
-            raise SecretAccessDenied(name, detail or f"HTTP {response.status_code}")
-        raise SecretUnavailable(
-            name, detail or f"the foundation answered HTTP {response.status_code}"
-        )
-
-    @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
+        if status in (401, 403):
+            raise SecretAccessDenied(name, detail or f"HTTP {status}")
+        raise SecretUnavailable(name, detail or f"the foundation answered HTTP {status}")
 
     def _entry(self, name: str, body: dict[str, Any]) -> _Entry:
         version = body.get("version")

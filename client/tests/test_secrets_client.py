@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 
 from foundation_client import (
@@ -20,38 +19,40 @@ from foundation_client import (
     SecretUnavailable,
     generate_keypair,
 )
+from foundation_client._http import TransportError
 from foundation_client._sealing import load_public_key, seal, sealing_context
 
 SETTINGS = ClientSettings(agent_name="ai_manager", agent_token="fdn_test")
 
 
 class Script:
-    """Answers requests from a list; counts them."""
+    """A transport answering from a list of (status, body) or TransportError; counts calls."""
 
     def __init__(self, *answers):
         self.answers = list(answers)
         self.calls = 0
+        self.paths: list[str] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    async def get_json(self, path: str):
         self.calls += 1
-        assert request.headers["Authorization"] == "Bearer fdn_test"
+        self.paths.append(path)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
+        if callable(answer):
+            return await answer()
         return answer
 
+    async def close(self) -> None:
+        pass
 
-def ok(value: str, version: int = 1) -> httpx.Response:
-    return httpx.Response(200, json={"name": "k", "version": version, "value": value})
+
+def ok(value: str, version: int = 1):
+    return (200, {"name": "k", "version": version, "value": value})
 
 
 def make(script: Script, settings: ClientSettings = SETTINGS, **kwargs) -> SecretsClient:
-    http = httpx.AsyncClient(
-        base_url="http://foundation.test",
-        transport=httpx.MockTransport(script),
-        headers={"Authorization": f"Bearer {settings.agent_token}"},
-    )
-    return SecretsClient(settings, http=http, listen=False, **kwargs)
+    return SecretsClient(settings, transport=script, listen=False, **kwargs)
 
 
 def run(coro):
@@ -85,7 +86,7 @@ def test_an_expired_value_is_fetched_again():
 
 
 def test_a_stale_value_is_served_while_the_site_is_down_then_unavailable():
-    script = Script(ok("v1"), httpx.ConnectError("refused"))
+    script = Script(ok("v1"), TransportError("cannot reach the foundation (ClientConnectorError)"))
 
     async def scenario():
         client = make(script, ttl=0.02, stale_if_error=0.15)
@@ -102,22 +103,14 @@ def test_a_stale_value_is_served_while_the_site_is_down_then_unavailable():
 @pytest.mark.parametrize(
     ("response", "error", "message"),
     [
-        (httpx.Response(404, json={"detail": "x"}), SecretNotFound, "does not exist"),
-        (
-            httpx.Response(403, json={"detail": "no grant for this secret"}),
-            SecretAccessDenied,
-            "no grant",
-        ),
-        (httpx.Response(401, json={"detail": "Unauthorized"}), SecretAccessDenied, "Unauthorized"),
-        (
-            httpx.Response(503, json={"detail": "the secret store is unavailable"}),
-            SecretUnavailable,
-            "store",
-        ),
-        (httpx.Response(502, text="<html>bad gateway</html>"), SecretUnavailable, "HTTP 502"),
-        (httpx.Response(200, json={"version": "x"}), SecretUnavailable, "malformed"),
-        (httpx.Response(200, json={"version": 1}), SecretUnavailable, "malformed"),
-        (httpx.ReadTimeout("slow"), SecretUnavailable, "in time"),
+        ((404, {"detail": "x"}), SecretNotFound, "does not exist"),
+        ((403, {"detail": "no grant for this secret"}), SecretAccessDenied, "no grant"),
+        ((401, {"detail": "Unauthorized"}), SecretAccessDenied, "Unauthorized"),
+        ((503, {"detail": "the secret store is unavailable"}), SecretUnavailable, "store"),
+        ((502, {}), SecretUnavailable, "HTTP 502"),
+        ((200, {"version": "x"}), SecretUnavailable, "malformed"),
+        ((200, {"version": 1}), SecretUnavailable, "malformed"),
+        (TransportError("the foundation did not answer in time"), SecretUnavailable, "in time"),
     ],
 )
 def test_failures_map_to_one_clear_error(response, error, message):
@@ -132,7 +125,7 @@ def test_failures_map_to_one_clear_error(response, error, message):
 
 
 def test_not_found_is_not_hidden_by_a_stale_value():
-    script = Script(ok("v1"), httpx.Response(404, json={}))
+    script = Script(ok("v1"), (404, {}))
 
     async def scenario():
         client = make(script, ttl=0.0)
@@ -158,7 +151,7 @@ def test_concurrent_gets_share_one_request():
 def test_a_sealed_answer_is_opened_with_the_private_key():
     private, public = generate_keypair()
     envelope = seal(b"sealed-value", load_public_key(public), sealing_context("k", 3))
-    script = Script(httpx.Response(200, json={"name": "k", "version": 3, "sealed": envelope}))
+    script = Script((200, {"name": "k", "version": 3, "sealed": envelope}))
     settings = ClientSettings(agent_name="ai_manager", agent_token="fdn_test", private_key=private)
 
     async def scenario():
@@ -171,7 +164,7 @@ def test_a_sealed_answer_is_opened_with_the_private_key():
 def test_a_sealed_answer_without_a_key_is_a_configuration_error():
     _, public = generate_keypair()
     envelope = seal(b"x", load_public_key(public), sealing_context("k", 1))
-    script = Script(httpx.Response(200, json={"name": "k", "version": 1, "sealed": envelope}))
+    script = Script((200, {"name": "k", "version": 1, "sealed": envelope}))
 
     async def scenario():
         with pytest.raises(ConfigurationError, match="FOUNDATION_AGENT_PRIVATE_KEY"):
@@ -184,7 +177,7 @@ def test_a_sealed_answer_for_another_key_is_unavailable_not_garbage():
     _, public = generate_keypair()
     wrong_private, _ = generate_keypair()
     envelope = seal(b"x", load_public_key(public), sealing_context("k", 1))
-    script = Script(httpx.Response(200, json={"name": "k", "version": 1, "sealed": envelope}))
+    script = Script((200, {"name": "k", "version": 1, "sealed": envelope}))
     settings = ClientSettings(agent_name="a", agent_token="fdn_test", private_key=wrong_private)
 
     async def scenario():
@@ -239,15 +232,12 @@ def test_the_cached_path_is_fast():
 def test_one_caller_cancelled_does_not_cancel_the_others():
     release = asyncio.Event()
 
-    async def slow(request):
+    async def slow():
         await release.wait()
         return ok("v1")
 
     async def scenario():
-        http = httpx.AsyncClient(
-            base_url="http://foundation.test", transport=httpx.MockTransport(slow)
-        )
-        client = SecretsClient(SETTINGS, http=http, listen=False)
+        client = make(Script(slow))
         first = asyncio.create_task(client.get("k"))
         second = asyncio.create_task(client.get("k"))
         await asyncio.sleep(0.01)
