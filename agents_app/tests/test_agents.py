@@ -44,7 +44,8 @@ def test_create_agent_refuses_bad_input_and_creates_nothing(args, message):
 
 def test_a_public_key_is_accepted():
     _, public = generate_keypair()
-    call_command("create_agent", "sealed_agent", "--public-key", public, stdout=StringIO())
+    # "=" form: a URL-safe base64 key may start with "-", which argparse would read as an option.
+    call_command("create_agent", "sealed_agent", f"--public-key={public}", stdout=StringIO())
     assert Agent.objects.get().public_key == public
 
 

@@ -21,7 +21,11 @@ class Command(BaseCommand):
             default=[],
             help="a secret name, or a prefix ending in '*'; repeat for more",
         )
-        parser.add_argument("--public-key", default="", help="X25519 public key (URL-safe base64)")
+        parser.add_argument(
+            "--public-key",
+            default="",
+            help="X25519 public key (URL-safe base64); write --public-key=KEY, as a key may start with '-'",
+        )
         parser.add_argument("--description", default="")
 
     def handle(self, *args: Any, **options: Any) -> None:
