@@ -24,7 +24,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--public-key",
             default="",
-            help="X25519 public key (URL-safe base64); write --public-key=KEY, as a key may start with '-'",
+            help="X25519 public key (URL-safe base64); write --public-key=KEY, as a key may "
+            "start with '-'",
         )
         parser.add_argument("--description", default="")
 
