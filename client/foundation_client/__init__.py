@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from foundation_client._config import ClientSettings
+from foundation_client._envelope import Envelope, MalformedMessage
 from foundation_client._exceptions import (
     ConfigurationError,
     FoundationError,
+    MessageRejected,
+    MessagingError,
+    RequestTimeout,
     SealingError,
     SecretAccessDenied,
     SecretError,
     SecretNotFound,
     SecretUnavailable,
 )
+from foundation_client._messaging import Messaging, MessagingConfig, trim_stream
 from foundation_client._sealing import generate_keypair
 from foundation_client._secrets import SecretsClient
 from foundation_client._wire import RotationNotice
@@ -21,7 +26,14 @@ __version__ = "0.1.0"
 __all__ = [
     "ClientSettings",
     "ConfigurationError",
+    "Envelope",
     "FoundationError",
+    "MalformedMessage",
+    "MessageRejected",
+    "Messaging",
+    "MessagingConfig",
+    "MessagingError",
+    "RequestTimeout",
     "RotationNotice",
     "SealingError",
     "SecretAccessDenied",
@@ -31,4 +43,5 @@ __all__ = [
     "SecretsClient",
     "__version__",
     "generate_keypair",
+    "trim_stream",
 ]

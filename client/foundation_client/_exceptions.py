@@ -3,6 +3,9 @@
     FoundationError
      ├── ConfigurationError      a FOUNDATION_* variable is missing or malformed
      ├── SealingError            a sealed value cannot be opened (wrong key, tampered)
+     ├── MessagingError
+     │    ├── MessageRejected    refused at send: not JSON, too big, no receiver
+     │    └── RequestTimeout     no reply to a request in time
      └── SecretError             carries the secret's name
           ├── SecretNotFound     no such secret (or no such version)
           ├── SecretAccessDenied the agent's token is unknown, or it has no grant
@@ -55,3 +58,15 @@ class SecretUnavailable(SecretError):
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(name, f"secret {name!r} is unavailable: {reason}")
         self.reason = reason
+
+
+class MessagingError(FoundationError):
+    """Base of the messaging errors."""
+
+
+class MessageRejected(MessagingError):
+    """A message refused before anything was written."""
+
+
+class RequestTimeout(MessagingError):
+    """No reply came to a request within its timeout."""

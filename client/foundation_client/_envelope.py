@@ -1,0 +1,158 @@
+"""The message envelope and the Redis names of messaging: one definition for agents and the site.
+
+Every agent has an inbox stream read by the consumer group ``agents``; several processes of one
+agent share its inbox. Retries wait in a per-agent sorted set until due. Messages that cannot be
+handled end in one dead-letter stream; every status change goes to one events stream, which the
+site's recorder turns into ``message_logs`` rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+GROUP = "agents"
+DEAD_LETTERS = "foundation:msg:dead"
+EVENTS = "foundation:msg:events"
+AGENTS = "foundation:msg:agents"  # the set of agent names that consume, for broadcast
+
+# Envelope fields, in the order they are written.
+FIELDS = (
+    "id",
+    "sender",
+    "receiver",
+    "type",
+    "payload",
+    "attempt",
+    "correlation_id",
+    "created_at",
+    "reply_to",
+)
+REPLY_TYPE = "__reply__"
+
+
+def inbox(agent: str) -> str:
+    return f"foundation:msg:{agent}"
+
+
+def delayed(agent: str) -> str:
+    return f"foundation:msg:{agent}:delayed"
+
+
+def done_key(agent: str, message_id: str) -> str:
+    return f"foundation:msg:{agent}:done:{message_id}"
+
+
+class MalformedMessage(ValueError):
+    """An entry that is not an envelope (a foreign producer, a truncated write)."""
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    receiver: str
+    type: str
+    payload: Any
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    attempt: int = 1
+    correlation_id: str | None = None
+    created_at: float = field(default_factory=time.time)
+    reply_to: str | None = None
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "sender": self.sender,
+            "receiver": self.receiver,
+            "type": self.type,
+            "payload": json.dumps(self.payload, separators=(",", ":")),
+            "attempt": str(self.attempt),
+            "correlation_id": self.correlation_id or "",
+            "created_at": repr(self.created_at),
+            "reply_to": self.reply_to or "",
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_fields(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Envelope:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise MalformedMessage(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise MalformedMessage("not an object")
+        return cls.from_fields(data)
+
+    @classmethod
+    def from_fields(cls, fields: dict[Any, Any]) -> Envelope:
+        """Parse a stream entry; raise :class:`MalformedMessage` saying what is wrong."""
+        data = {_text(k): _text(v) for k, v in fields.items()}
+        missing = [
+            name for name in ("id", "sender", "receiver", "type", "payload") if not data.get(name)
+        ]
+        if missing:
+            raise MalformedMessage(f"missing field(s): {', '.join(missing)}")
+        try:
+            payload = json.loads(data["payload"])
+        except ValueError:
+            raise MalformedMessage("payload is not JSON") from None
+        try:
+            attempt = int(data.get("attempt") or 1)
+            created_at = float(data.get("created_at") or 0.0)
+        except ValueError:
+            raise MalformedMessage("attempt or created_at is not a number") from None
+        if attempt < 1:
+            raise MalformedMessage("attempt must be at least 1")
+        return cls(
+            id=data["id"],
+            sender=data["sender"],
+            receiver=data["receiver"],
+            type=data["type"],
+            payload=payload,
+            attempt=attempt,
+            correlation_id=data.get("correlation_id") or None,
+            created_at=created_at,
+            reply_to=data.get("reply_to") or None,
+        )
+
+    def next_attempt(self) -> Envelope:
+        return replace(self, attempt=self.attempt + 1)
+
+
+def event_fields(
+    status: str,
+    envelope: Envelope | None,
+    *,
+    error: str | None = None,
+    message_id: str | None = None,
+    include_payload: bool = False,
+    **extra: str,
+) -> dict[str, str]:
+    """One status event for the recorder."""
+    fields = {"status": status, "at": repr(time.time())}
+    if envelope is not None:
+        fields.update(
+            message_id=envelope.id,
+            sender=envelope.sender,
+            receiver=envelope.receiver,
+            type=envelope.type,
+            correlation_id=envelope.correlation_id or "",
+            attempt=str(envelope.attempt),
+        )
+        if include_payload:
+            fields["payload"] = json.dumps(envelope.payload, separators=(",", ":"))
+    elif message_id:
+        fields["message_id"] = message_id
+    if error:
+        fields["error"] = error[:2000]
+    fields.update(extra)
+    return fields

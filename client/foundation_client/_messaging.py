@@ -1,0 +1,481 @@
+"""``Messaging``: reliable agent-to-agent messages on Redis Streams.
+
+Delivery is at least once and nothing is lost:
+
+- ``send`` appends the envelope to the receiver's inbox and a ``sent`` event, in one transaction.
+- A consumer reads its inbox in the group ``agents`` and acknowledges an entry only after its
+  handler returned. A failure re-queues the next attempt in a delayed set (exponential backoff)
+  and acknowledges the original in the same transaction; after ``max_attempts`` the message goes
+  to the dead-letter stream instead, again in one transaction.
+- Entries left pending by a consumer that died are claimed by another after the visibility
+  timeout (XAUTOCLAIM); one delivered more than ``max_attempts`` times (a message that kills its
+  consumer) is dead-lettered rather than delivered again.
+- An entry that is not an envelope is dead-lettered with the reason and never stops the loop.
+- Streams are trimmed by length or age, never past an entry some group has not acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from foundation_client._config import ClientSettings
+from foundation_client._envelope import (
+    AGENTS,
+    DEAD_LETTERS,
+    EVENTS,
+    GROUP,
+    REPLY_TYPE,
+    Envelope,
+    MalformedMessage,
+    delayed,
+    done_key,
+    event_fields,
+    inbox,
+)
+from foundation_client._exceptions import MessageRejected, RequestTimeout
+
+logger = logging.getLogger("foundation_client.messaging")
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+# Move due retries from the delayed set into the inbox, atomically (nothing lost, nothing twice).
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, raw in ipairs(due) do
+    local env = cjson.decode(raw)
+    local args = {}
+    for _, name in ipairs({'id', 'sender', 'receiver', 'type', 'payload', 'attempt',
+                           'correlation_id', 'created_at', 'reply_to'}) do
+        table.insert(args, name)
+        table.insert(args, env[name] or '')
+    end
+    redis.call('XADD', KEYS[2], '*', unpack(args))
+    redis.call('ZREM', KEYS[1], raw)
+end
+return #due
+"""
+
+# Delete a consumer only when it has nothing pending: DELCONSUMER would drop its pending entries.
+_DELETE_IDLE_CONSUMER = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #pending == 0 then
+    return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+
+
+@dataclass(frozen=True)
+class MessagingConfig:
+    """Delivery settings; the defaults suit most agents."""
+
+    max_attempts: int = 5
+    backoff_base: float = 0.5  # seconds before attempt 2; doubles each time
+    backoff_max: float = 60.0
+    visibility_timeout: float = 30.0  # pending this long without an ack: reclaimed
+    batch: int = 100
+    block_ms: int = 1000
+    max_payload_bytes: int = 256 * 1024
+    retention_maxlen: int | None = 100_000
+    retention_age: float | None = None  # seconds
+    trim_every: float = 30.0
+    dedupe_ttl: int = 86_400
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before ``attempt`` (2, 3, ...)."""
+        return float(min(self.backoff_max, self.backoff_base * 2 ** max(0, attempt - 2)))
+
+
+class Messaging:
+    """Send and receive messages as one agent. Use as ``async with``."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        config: MessagingConfig | None = None,
+        redis: aioredis.Redis | None = None,
+        consumer_name: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.agent = settings.agent_name
+        self.config = config or MessagingConfig()
+        # Typed loosely: redis-py's stream replies are nested unions the code below unpacks.
+        self._redis: Any = redis or aioredis.Redis.from_url(settings.redis_url)
+        self._owns_redis = redis is None
+        self.consumer = consumer_name or (
+            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        self._handlers: dict[str, tuple[Handler, bool]] = {}
+        self._waiting: dict[str, asyncio.Future[Envelope]] = {}
+        self._ready = False
+        self._last_trim = 0.0
+        self._promote = self._redis.register_script(_PROMOTE)
+        self._delete_consumer = self._redis.register_script(_DELETE_IDLE_CONSUMER)
+
+    async def __aenter__(self) -> Messaging:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- set-up --------------------------------------------------------------------------------
+    def on(self, message_type: str, handler: Handler, *, dedupe: bool = False) -> None:
+        """Handle ``message_type`` with ``handler`` (an async function taking the envelope).
+
+        With ``dedupe``, a message id already handled successfully is acknowledged without
+        running the handler again (a replay, a producer's retry, a redelivery after the ack was
+        lost), for ``dedupe_ttl`` seconds.
+        """
+        self._handlers[message_type] = (handler, dedupe)
+
+    def handler(self, message_type: str, *, dedupe: bool = False) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.on(message_type, fn, dedupe=dedupe)
+            return fn
+
+        return register
+
+    async def start(self) -> None:
+        """Create this agent's inbox and group, and clean up consumers that died idle."""
+        if self._ready:
+            return
+        stream = inbox(self.agent)
+        try:
+            await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        await self._redis.sadd(AGENTS, self.agent)
+        await self._forget_dead_consumers(stream)
+        self._ready = True
+
+    async def close(self) -> None:
+        if self._ready:
+            with contextlib.suppress(RedisError):
+                await self._delete_consumer(keys=[inbox(self.agent)], args=[GROUP, self.consumer])
+        for future in self._waiting.values():
+            future.cancel()
+        if self._owns_redis:
+            await self._redis.aclose()
+
+    async def _forget_dead_consumers(self, stream: str) -> None:
+        """Consumer names never pile up: a consumer idle for twice the visibility timeout with
+        nothing pending is deleted. One with pending entries is kept until they are reclaimed."""
+        idle_ms = int(self.config.visibility_timeout * 2000)
+        for info in await self._redis.xinfo_consumers(stream, GROUP):
+            name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+            if name != self.consumer and info["pending"] == 0 and info["idle"] > idle_ms:
+                await self._delete_consumer(keys=[stream], args=[GROUP, name])
+
+    # --- sending -------------------------------------------------------------------------------
+    def _envelope(
+        self,
+        to_agent: str,
+        message_type: str,
+        payload: Any,
+        correlation_id: str | None,
+        reply_to: str | None = None,
+    ) -> Envelope:
+        if not to_agent or not message_type:
+            raise MessageRejected("a message needs a receiver and a type")
+        try:
+            size = len(json.dumps(payload, separators=(",", ":")).encode())
+        except (TypeError, ValueError) as exc:
+            raise MessageRejected(f"payload is not JSON-serialisable: {exc}") from None
+        if size > self.config.max_payload_bytes:
+            raise MessageRejected(
+                f"payload is {size} bytes; the limit is {self.config.max_payload_bytes}"
+            )
+        return Envelope(
+            sender=self.agent,
+            receiver=to_agent,
+            type=message_type,
+            payload=payload,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+        )
+
+    async def send(
+        self, to_agent: str, message_type: str, payload: Any, correlation_id: str | None = None
+    ) -> str:
+        """Send one message; return its id. Refused at once: a payload not JSON, or too big."""
+        return (await self.send_many([(to_agent, message_type, payload, correlation_id)]))[0]
+
+    async def send_many(self, messages: list[tuple[str, str, Any, str | None]]) -> list[str]:
+        """Send a batch in one transaction (all or nothing), with one ``sent`` event per message."""
+        envelopes = [self._envelope(*message) for message in messages]
+        return await self._write(envelopes)
+
+    async def _write(self, envelopes: list[Envelope], status: str = "sent") -> list[str]:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for envelope in envelopes:
+                pipe.xadd(inbox(envelope.receiver), envelope.to_fields())
+                pipe.xadd(EVENTS, event_fields(status, envelope, include_payload=True))
+            await pipe.execute()
+        return [envelope.id for envelope in envelopes]
+
+    async def broadcast(self, message_type: str, payload: Any) -> list[str]:
+        """Send to every agent that consumes (except this one)."""
+        members = await self._redis.smembers(AGENTS)
+        targets = sorted(m.decode() for m in members if m.decode() != self.agent)
+        return await self.send_many([(name, message_type, payload, None) for name in targets])
+
+    async def request(
+        self, to_agent: str, message_type: str, payload: Any, *, timeout: float = 5.0
+    ) -> Envelope:
+        """Send and wait for the reply (the receiver calls ``reply``). This agent's consume loop
+        must be running, since the reply arrives in its inbox."""
+        envelope = self._envelope(to_agent, message_type, payload, None, reply_to=self.agent)
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._waiting[envelope.id] = future
+        try:
+            await self._write([envelope])
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no reply from {to_agent!r} to {message_type!r} within {timeout}s"
+            ) from None
+        finally:
+            self._waiting.pop(envelope.id, None)
+
+    async def reply(self, request: Envelope, payload: Any) -> str:
+        if not request.reply_to:
+            raise MessageRejected("this message expects no reply")
+        envelope = self._envelope(request.reply_to, REPLY_TYPE, payload, request.id)
+        return (await self._write([envelope]))[0]
+
+    # --- consuming -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Consume until ``stop`` is set. Redis errors are logged and retried, never fatal."""
+        await self.start()
+        stop = stop or asyncio.Event()
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.process_once()
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                logger.warning("messaging loop: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def process_once(self, block_ms: int | None = None) -> int:
+        """One round: due retries, reclaimed entries, new entries. Returns entries handled."""
+        await self.start()
+        stream = inbox(self.agent)
+        await self._promote(
+            keys=[delayed(self.agent), stream], args=[repr(time.time()), self.config.batch]
+        )
+        entries = await self._reclaim(stream)
+        if not entries:
+            block = self.config.block_ms if block_ms is None else block_ms
+            response = await self._redis.xreadgroup(
+                GROUP, self.consumer, {stream: ">"}, count=self.config.batch, block=block or None
+            )
+            entries = [
+                (entry_id, fields, 1) for _, batch in response or [] for entry_id, fields in batch
+            ]
+        if entries:
+            await self._handle(stream, entries)
+        if time.monotonic() - self._last_trim > self.config.trim_every:
+            self._last_trim = time.monotonic()
+            await trim_stream(
+                self._redis,
+                stream,
+                maxlen=self.config.retention_maxlen,
+                max_age=self.config.retention_age,
+            )
+        return len(entries)
+
+    async def _reclaim(self, stream: str) -> list[tuple[bytes, dict[Any, Any], int]]:
+        idle_ms = int(self.config.visibility_timeout * 1000)
+        result = await self._redis.xautoclaim(
+            stream, GROUP, self.consumer, idle_ms, "0-0", count=self.config.batch
+        )
+        claimed = [(entry_id, fields) for entry_id, fields in result[1] if fields]
+        if not claimed:
+            return []
+        out = []
+        for entry_id, fields in claimed:
+            info = await self._redis.xpending_range(stream, GROUP, entry_id, entry_id, 1)
+            deliveries = int(info[0]["times_delivered"]) if info else 1
+            out.append((entry_id, fields, deliveries))
+        logger.info("reclaimed %d entries left pending by a dead consumer", len(out))
+        return out
+
+    async def _handle(self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]]) -> None:
+        done: list[tuple[bytes, Envelope, bool]] = []
+        for entry_id, fields, deliveries in entries:
+            try:
+                envelope = Envelope.from_fields(fields)
+            except MalformedMessage as exc:
+                await self._dead(stream, entry_id, None, f"malformed entry: {exc}", fields)
+                continue
+            if deliveries > self.config.max_attempts:
+                await self._dead(
+                    stream,
+                    entry_id,
+                    envelope,
+                    f"delivered {deliveries} times without an acknowledgement",
+                    None,
+                )
+                continue
+            if envelope.type == REPLY_TYPE:
+                waiting = self._waiting.get(envelope.correlation_id or "")
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(envelope)
+                done.append((entry_id, envelope, False))
+                continue
+            registered = self._handlers.get(envelope.type)
+            if registered is None:
+                await self._dead(
+                    stream, entry_id, envelope, f"no handler for type {envelope.type!r}", None
+                )
+                continue
+            handler, dedupe = registered
+            if dedupe and await self._redis.exists(done_key(self.agent, envelope.id)):
+                done.append((entry_id, envelope, False))
+                continue
+            try:
+                await handler(envelope)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._failed(stream, entry_id, envelope, f"{type(exc).__name__}: {exc}")
+            else:
+                done.append((entry_id, envelope, dedupe))
+        if done:
+            await self._ack(stream, done)
+
+    async def _ack(self, stream: str, done: list[tuple[bytes, Envelope, bool]]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, GROUP, *[entry_id for entry_id, _, _ in done])
+            for _, envelope, dedupe in done:
+                if dedupe:
+                    pipe.set(done_key(self.agent, envelope.id), b"1", ex=self.config.dedupe_ttl)
+            batch = [
+                {
+                    "id": e.id,
+                    "sender": e.sender,
+                    "receiver": e.receiver,
+                    "type": e.type,
+                    "correlation_id": e.correlation_id or "",
+                    "attempt": e.attempt,
+                }
+                for _, e, _ in done
+            ]
+            pipe.xadd(
+                EVENTS, {"status": "delivered", "at": repr(time.time()), "batch": json.dumps(batch)}
+            )
+            await pipe.execute()
+
+    async def _failed(self, stream: str, entry_id: bytes, envelope: Envelope, error: str) -> None:
+        if envelope.attempt >= self.config.max_attempts:
+            await self._dead(stream, entry_id, envelope, error, None)
+            return
+        retry = envelope.next_attempt()
+        due = time.time() + self.config.backoff(retry.attempt)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(delayed(self.agent), {retry.to_json(): due})
+            pipe.xack(stream, GROUP, entry_id)
+            pipe.xadd(EVENTS, event_fields("failed", envelope, error=error))
+            await pipe.execute()
+        logger.warning(
+            "message %s (%s) failed, attempt %d: %s",
+            envelope.id,
+            envelope.type,
+            envelope.attempt,
+            error,
+        )
+
+    async def _dead(
+        self,
+        stream: str,
+        entry_id: bytes,
+        envelope: Envelope | None,
+        reason: str,
+        raw: dict[Any, Any] | None,
+    ) -> None:
+        fields: dict[str, str] = {
+            "reason": reason[:2000],
+            "stream": stream,
+            "entry_id": entry_id.decode(),
+            "dead_at": repr(time.time()),
+        }
+        if envelope is not None:
+            fields.update(envelope.to_fields())
+        elif raw is not None:
+            fields["raw"] = json.dumps(
+                {
+                    k.decode(errors="replace") if isinstance(k, bytes) else str(k): v.decode(
+                        errors="replace"
+                    )
+                    if isinstance(v, bytes)
+                    else str(v)
+                    for k, v in raw.items()
+                }
+            )[:65536]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(DEAD_LETTERS, fields)
+            pipe.xack(stream, GROUP, entry_id)
+            pipe.xadd(
+                EVENTS,
+                event_fields(
+                    "dead", envelope, error=reason, message_id=fields.get("id") or entry_id.decode()
+                ),
+            )
+            await pipe.execute()
+        logger.warning("dead-lettered %s: %s", entry_id.decode(), reason)
+
+
+async def trim_stream(
+    redis: Any, stream: str, *, maxlen: int | None = None, max_age: float | None = None
+) -> int:
+    """Trim by length and/or age, never past an entry a consumer group still needs.
+
+    Redis 7.0 has no trim option that respects groups, so the safe bound is computed: the oldest
+    entry pending in any group, and the first entry any group has not yet been given.
+    """
+    bounds: list[tuple[int, int]] = []
+    if max_age is not None:
+        bounds.append((int((time.time() - max_age) * 1000), 0))
+    if maxlen is not None:
+        tail = await redis.xrevrange(stream, "+", "-", count=maxlen + 1)
+        if len(tail) <= maxlen:
+            if not bounds:
+                return 0
+        else:
+            bounds.append(_parse_id(tail[-2][0]))  # keep the newest ``maxlen`` entries
+    if not bounds:
+        return 0
+    target = max(bounds)  # the stricter policy keeps less; either way, never past ``safe``
+    for group in await redis.xinfo_groups(stream):
+        last = _parse_id(group["last-delivered-id"])
+        target = min(target, (last[0], last[1] + 1))
+        summary = await redis.xpending(stream, group["name"])
+        if summary["pending"]:
+            target = min(target, _parse_id(summary["min"]))
+    return int(await redis.xtrim(stream, minid=f"{target[0]}-{target[1]}", approximate=False))
+
+
+def _parse_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

@@ -1,0 +1,422 @@
+"""Messaging against the real Redis of `make test` (FOUNDATION_REDIS_URL or REDIS_URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+import uuid
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from foundation_client import (
+    ClientSettings,
+    Envelope,
+    MessageRejected,
+    Messaging,
+    MessagingConfig,
+    RequestTimeout,
+    trim_stream,
+)
+from foundation_client._envelope import DEAD_LETTERS, EVENTS, GROUP, delayed, inbox
+
+REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL")
+pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs the project's Redis (make test)")
+
+FAST = MessagingConfig(
+    max_attempts=3,
+    backoff_base=0.05,
+    backoff_max=0.2,
+    visibility_timeout=0.3,
+    block_ms=50,
+)
+
+
+def name(prefix: str = "agent") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def settings(agent: str) -> ClientSettings:
+    return ClientSettings(agent_name=agent, redis_url=REDIS_URL or "redis://localhost")
+
+
+def sync_redis():
+    return redis.Redis.from_url(REDIS_URL or "")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def dead_letters_for(receiver: str) -> list[dict[str, str]]:
+    r = sync_redis()
+    rows = []
+    for _, fields in r.xrange(DEAD_LETTERS):
+        data = {k.decode(): v.decode() for k, v in fields.items()}
+        if data.get("receiver") == receiver or data.get("stream") == inbox(receiver):
+            rows.append(data)
+    return rows
+
+
+async def drain(consumer: Messaging, until, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "timed out"
+        await consumer.process_once(block_ms=20)
+
+
+def test_a_message_is_acknowledged_only_after_its_handler_succeeds():
+    receiver, sender = name("rx"), name("tx")
+    seen: list[Envelope] = []
+    pending_during_handler: list[int] = []
+
+    async def scenario():
+        async with (
+            Messaging(settings(sender), config=FAST) as tx,
+            Messaging(settings(receiver), config=FAST) as rx,
+        ):
+
+            async def handle(envelope: Envelope) -> None:
+                info = await rx._redis.xpending(inbox(receiver), GROUP)
+                pending_during_handler.append(info["pending"])
+                seen.append(envelope)
+
+            rx.on("greet", handle)
+            message_id = await tx.send(receiver, "greet", {"hello": "world"}, correlation_id="c1")
+            await drain(rx, lambda: bool(seen))
+            after = await rx._redis.xpending(inbox(receiver), GROUP)
+            return message_id, after["pending"]
+
+    message_id, pending_after = run(scenario())
+    assert pending_during_handler == [1]
+    assert pending_after == 0
+    envelope = seen[0]
+    assert (envelope.id, envelope.sender, envelope.receiver) == (
+        message_id,
+        envelope.sender,
+        envelope.receiver,
+    )
+    assert envelope.payload == {"hello": "world"}
+    assert envelope.correlation_id == "c1"
+    assert envelope.attempt == 1
+
+
+def test_a_raising_handler_is_retried_with_backoff_then_dead_lettered():
+    receiver = name("rx")
+    attempts: list[tuple[int, float]] = []
+
+    async def scenario():
+        async with Messaging(settings(receiver), config=FAST) as rx:
+
+            async def flaky(envelope: Envelope) -> None:
+                attempts.append((envelope.attempt, time.monotonic()))
+                raise RuntimeError("downstream is down")
+
+            rx.on("job", flaky)
+            await rx.send(receiver, "job", {"n": 1})
+            await drain(rx, lambda: len(dead_letters_for(receiver)) == 1)
+
+    run(scenario())
+    assert [a for a, _ in attempts] == [1, 2, 3]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.05
+    assert gaps[1] >= 0.1  # doubled
+    dead = dead_letters_for(receiver)[0]
+    assert dead["reason"] == "RuntimeError: downstream is down"
+    assert json.loads(dead["payload"]) == {"n": 1}
+    assert dead["attempt"] == "3"
+    r = sync_redis()
+    assert r.xpending(inbox(receiver), GROUP)["pending"] == 0
+    assert r.zcard(delayed(receiver)) == 0
+
+
+def test_a_handler_that_recovers_is_not_dead_lettered():
+    receiver = name("rx")
+    calls: list[int] = []
+
+    async def scenario():
+        async with Messaging(settings(receiver), config=FAST) as rx:
+
+            async def recovering(envelope: Envelope) -> None:
+                calls.append(envelope.attempt)
+                if envelope.attempt < 2:
+                    raise ValueError("first time fails")
+
+            rx.on("job", recovering)
+            await rx.send(receiver, "job", {})
+            await drain(rx, lambda: calls == [1, 2])
+
+    run(scenario())
+    assert dead_letters_for(receiver) == []
+
+
+def test_entries_left_pending_by_a_dead_consumer_are_reclaimed():
+    receiver = name("rx")
+    handled: list[str] = []
+
+    async def scenario():
+        async with Messaging(settings(receiver), config=FAST, consumer_name="doomed") as first:
+            await first.send(receiver, "job", {"n": 1})
+            # "doomed" reads the entry, then dies before handling it (nothing acknowledged).
+            await first._redis.xreadgroup(GROUP, "doomed", {inbox(receiver): ">"}, count=10)
+        async with Messaging(settings(receiver), config=FAST, consumer_name="survivor") as second:
+
+            async def handle(envelope: Envelope) -> None:
+                handled.append(envelope.id)
+
+            second.on("job", handle)
+            started = time.monotonic()
+            await drain(second, lambda: bool(handled))
+            return time.monotonic() - started
+
+    waited = run(scenario())
+    assert len(handled) == 1
+    assert waited >= 0.2  # not before the visibility timeout (0.3 s, less time already spent)
+
+
+def test_a_message_that_keeps_killing_its_consumer_is_dead_lettered():
+    receiver = name("rx")
+
+    async def scenario():
+        async with Messaging(settings(receiver), config=FAST) as rx:
+            rx.on("job", lambda e: asyncio.sleep(0))
+            await rx.send(receiver, "job", {"poison": True})
+            # Each consumer takes it and "dies" before acknowledging: delivered again and again.
+            await rx._redis.xreadgroup(GROUP, "dies-first", {inbox(receiver): ">"}, count=1)
+            for i in range(FAST.max_attempts):
+                await rx._redis.xautoclaim(inbox(receiver), GROUP, f"dies-{i}", 0, "0-0")
+            await asyncio.sleep(FAST.visibility_timeout + 0.05)
+            await rx.process_once(block_ms=20)
+
+    run(scenario())
+    dead = dead_letters_for(receiver)
+    assert len(dead) == 1
+    assert "without an acknowledgement" in dead[0]["reason"]
+
+
+def test_a_malformed_entry_is_dead_lettered_and_the_consumer_goes_on():
+    receiver = name("rx")
+    handled: list[Envelope] = []
+
+    async def scenario():
+        async with Messaging(settings(receiver), config=FAST) as rx:
+
+            async def handle(envelope: Envelope) -> None:
+                handled.append(envelope)
+
+            rx.on("job", handle)
+            await rx._redis.xadd(inbox(receiver), {"foreign": "producer", "payload": "{not json"})
+            await rx.send(receiver, "job", {"ok": True})
+            await drain(rx, lambda: bool(handled))
+
+    run(scenario())
+    dead = dead_letters_for(receiver)
+    assert len(dead) == 1
+    assert dead[0]["reason"].startswith("malformed entry: missing field(s)")
+    assert json.loads(dead[0]["raw"]) == {"foreign": "producer", "payload": "{not json"}
+    assert handled[0].payload == {"ok": True}
+
+
+def test_a_message_without_a_handler_is_dead_lettered():
+    receiver = name("rx")
+
+    async def scenario():
+        async with Messaging(settings(receiver), config=FAST) as rx:
+            await rx.send(receiver, "unknown.type", {})
+            await drain(rx, lambda: bool(dead_letters_for(receiver)))
+
+    run(scenario())
+    assert dead_letters_for(receiver)[0]["reason"] == "no handler for type 'unknown.type'"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [({"x": {1, 2}}, "not JSON-serialisable"), ({"blob": "x" * 300_000}, "the limit is")],
+)
+def test_bad_payloads_are_refused_at_send_and_nothing_is_written(payload, message):
+    receiver = name("rx")
+
+    async def scenario():
+        async with Messaging(settings(name("tx"))) as tx:
+            with pytest.raises(MessageRejected, match=message):
+                await tx.send(receiver, "job", payload)
+
+    run(scenario())
+    assert sync_redis().exists(inbox(receiver)) == 0
+
+
+def test_dedupe_skips_a_message_id_already_handled():
+    receiver = name("rx")
+    runs: list[str] = []
+
+    async def scenario():
+        async with Messaging(settings(receiver), config=FAST) as rx:
+
+            async def charge(envelope: Envelope) -> None:
+                runs.append(envelope.id)
+
+            rx.on("charge", charge, dedupe=True)
+            message_id = await rx.send(receiver, "charge", {"amount": 5})
+            await drain(rx, lambda: len(runs) == 1)
+            # The same message delivered again (a replay, a producer retry).
+            same = Envelope(sender="x", receiver=receiver, type="charge", payload={}, id=message_id)
+            await rx._write([same])
+            await rx.process_once(block_ms=50)
+            pending = await rx._redis.xpending(inbox(receiver), GROUP)
+            return pending["pending"]
+
+    assert run(scenario()) == 0
+    assert len(runs) == 1
+
+
+def test_broadcast_reaches_every_consuming_agent_but_the_sender():
+    agents = [name("bc") for _ in range(3)]
+    got: dict[str, list[str]] = {a: [] for a in agents}
+
+    async def scenario():
+        clients = [Messaging(settings(a), config=FAST) for a in agents]
+        for client in clients:
+            await client.start()
+
+            async def handle(envelope: Envelope, me: str = client.agent) -> None:
+                got[me].append(envelope.type)
+
+            client.on("announce", handle)
+        await clients[0].broadcast("announce", {"v": 1})
+        for client in clients[1:]:
+            await drain(client, lambda c=client: bool(got[c.agent]))
+        await clients[0].process_once(block_ms=20)
+        for client in clients:
+            await client.close()
+
+    run(scenario())
+    assert got[agents[0]] == []
+    assert got[agents[1]] == ["announce"]
+    assert got[agents[2]] == ["announce"]
+
+
+def test_request_gets_the_reply_or_times_out():
+    asker, answerer = name("ask"), name("ans")
+
+    async def scenario():
+        async with (
+            Messaging(settings(asker), config=FAST) as a,
+            Messaging(settings(answerer), config=FAST) as b,
+        ):
+
+            async def double(envelope: Envelope) -> None:
+                await b.reply(envelope, {"result": envelope.payload["n"] * 2})
+
+            b.on("double", double)
+            stop = asyncio.Event()
+            loops = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
+            reply = await a.request(answerer, "double", {"n": 21}, timeout=3)
+            with pytest.raises(RequestTimeout, match="no reply"):
+                await a.request(name("nobody"), "double", {"n": 1}, timeout=0.2)
+            stop.set()
+            await asyncio.gather(*loops)
+            return reply
+
+    reply = run(scenario())
+    assert reply.payload == {"result": 42}
+    assert reply.correlation_id is not None
+
+
+def test_every_status_goes_to_the_events_stream():
+    receiver = name("rx")
+
+    async def scenario():
+        async with Messaging(settings(receiver), config=FAST) as rx:
+
+            async def once_fails(envelope: Envelope) -> None:
+                if envelope.attempt == 1:
+                    raise ValueError("nope")
+
+            rx.on("job", once_fails)
+            message_id = await rx.send(receiver, "job", {})
+            await drain(
+                rx,
+                lambda: (
+                    False if not _statuses(message_id) else "delivered" in _statuses(message_id)
+                ),
+            )
+            return message_id
+
+    message_id = run(scenario())
+    assert _statuses(message_id) == ["sent", "failed", "delivered"]
+
+
+def _statuses(message_id: str) -> list[str]:
+    statuses = []
+    for _, fields in sync_redis().xrevrange(EVENTS, count=2000)[::-1]:
+        data = {k.decode(): v.decode() for k, v in fields.items()}
+        if data.get("message_id") == message_id or (
+            "batch" in data and any(item["id"] == message_id for item in json.loads(data["batch"]))
+        ):
+            statuses.append(data["status"])
+    return statuses
+
+
+def test_trimming_never_drops_an_unacknowledged_entry():
+    stream = f"foundation:test:{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        r = aioredis.Redis.from_url(REDIS_URL or "")
+        await r.xgroup_create(stream, "g", id="0", mkstream=True)
+        ids = [await r.xadd(stream, {"n": str(i)}) for i in range(20)]
+        # The group has read 10 entries and acknowledged only 5 of them; 10 never delivered.
+        read = await r.xreadgroup("g", "c", {stream: ">"}, count=10)
+        delivered = [entry_id for entry_id, _ in read[0][1]]
+        await r.xack(stream, "g", *delivered[:3], delivered[4], delivered[6])
+        removed = await trim_stream(r, stream, maxlen=2, max_age=0)
+        left = [entry_id for entry_id, _ in await r.xrange(stream)]
+        await r.delete(stream)
+        await r.aclose()
+        return ids, delivered, removed, left
+
+    ids, delivered, removed, left = run(scenario())
+    assert removed == 3  # only the acknowledged entries before the oldest pending one
+    assert left == ids[3:]
+    assert delivered[3] in left
+
+
+def test_consumer_names_do_not_pile_up():
+    receiver = name("rx")
+
+    async def scenario():
+        short = MessagingConfig(visibility_timeout=0.05)
+        for i in range(3):
+            client = Messaging(settings(receiver), config=short, consumer_name=f"gone-{i}")
+            await client.start()
+            await client._redis.xreadgroup(GROUP, f"gone-{i}", {inbox(receiver): ">"}, count=1)
+            # Dies without close(): its name stays in the group.
+            await client._redis.aclose()
+        await asyncio.sleep(0.15)
+        async with Messaging(settings(receiver), config=short, consumer_name="fresh") as fresh:
+            infos = await fresh._redis.xinfo_consumers(inbox(receiver), GROUP)
+            return sorted(i["name"].decode() for i in infos)
+
+    # The three dead consumers are gone ("fresh" joins the group when it first reads).
+    assert run(scenario()) == []
+
+
+def test_a_consumer_with_pending_entries_is_never_deleted():
+    receiver = name("rx")
+
+    async def scenario():
+        short = MessagingConfig(visibility_timeout=0.05)
+        holder = Messaging(settings(receiver), config=short, consumer_name="holder")
+        await holder.start()
+        await holder.send(receiver, "job", {})
+        await holder._redis.xreadgroup(GROUP, "holder", {inbox(receiver): ">"}, count=1)
+        await holder._redis.aclose()
+        await asyncio.sleep(0.15)
+        async with Messaging(settings(receiver), config=short, consumer_name="other") as other:
+            infos = await other._redis.xinfo_consumers(inbox(receiver), GROUP)
+            return {i["name"].decode(): i["pending"] for i in infos}
+
+    assert run(scenario()) == {"holder": 1}

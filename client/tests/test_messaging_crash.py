@@ -1,0 +1,93 @@
+"""A consumer process SIGKILLed in the middle of a handler loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
+
+REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL")
+pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs the project's Redis (make test)")
+
+CLIENT_DIR = Path(__file__).resolve().parent.parent
+
+VICTIM = """
+import asyncio, sys
+import redis
+from foundation_client import ClientSettings, Messaging, MessagingConfig
+
+agent, url, flag = sys.argv[1], sys.argv[2], sys.argv[3]
+
+async def main():
+    config = MessagingConfig(visibility_timeout=0.5, block_ms=50)
+    async with Messaging(ClientSettings(agent_name=agent, redis_url=url), config=config) as m:
+        async def stuck(envelope):
+            redis.Redis.from_url(url).set(flag, envelope.id)
+            await asyncio.sleep(3600)  # killed here, mid-handler
+        m.on("job", stuck)
+        await m.run()
+
+asyncio.run(main())
+"""
+
+
+def test_a_consumer_killed_mid_handler_has_its_message_handled_by_another():
+    agent = f"crash-{uuid.uuid4().hex[:8]}"
+    flag = f"foundation:test:{agent}:in-handler"
+    r = redis.Redis.from_url(REDIS_URL or "")
+    victim = subprocess.Popen(
+        [sys.executable, "-c", VICTIM, agent, REDIS_URL or "", flag], cwd=CLIENT_DIR
+    )
+    try:
+
+        async def send() -> str:
+            async with Messaging(
+                ClientSettings(agent_name="sender", redis_url=REDIS_URL or "")
+            ) as tx:
+                return await tx.send(agent, "job", {"important": True})
+
+        message_id = asyncio.run(send())
+        deadline = time.monotonic() + 20
+        while r.get(flag) is None:
+            assert time.monotonic() < deadline, "the victim never started its handler"
+            assert victim.poll() is None, "the victim exited"
+            time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+        killed_at = time.monotonic()
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+
+    handled: list[Envelope] = []
+
+    async def survive() -> float:
+        config = MessagingConfig(visibility_timeout=0.5, block_ms=50)
+        async with Messaging(
+            ClientSettings(agent_name=agent, redis_url=REDIS_URL or ""), config=config
+        ) as m:
+
+            async def done(envelope: Envelope) -> None:
+                handled.append(envelope)
+
+            m.on("job", done)
+            while not handled:
+                assert time.monotonic() - killed_at < 10
+                await m.process_once(block_ms=50)
+            return time.monotonic() - killed_at
+
+    after = asyncio.run(survive())
+    assert [e.id for e in handled] == [message_id]
+    assert handled[0].payload == {"important": True}
+    assert after >= 0.3  # only once the visibility timeout had passed
+    r.delete(flag)
