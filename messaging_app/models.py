@@ -24,6 +24,11 @@ class MessageLog(models.Model):
     status = models.CharField(max_length=20, null=True, blank=True, choices=Status.choices)
     error_message = models.TextField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
+    # Beyond the seed: the conversation view, and idempotent recording (the events-stream entry
+    # a row came from; one entry can carry a batch of messages).
+    correlation_id = models.CharField(max_length=100, null=True, blank=True)
+    attempt = models.IntegerField(null=True, blank=True)
+    event_id = models.CharField(max_length=40, null=True, blank=True)
 
     class Meta:
         db_table = "message_logs"
@@ -31,6 +36,13 @@ class MessageLog(models.Model):
         indexes = [
             models.Index(fields=["sender", "-created_at"], name="idx_messages_sender"),
             models.Index(fields=["receiver", "-created_at"], name="idx_messages_receiver"),
+            models.Index(fields=["correlation_id", "created_at"], name="idx_messages_correlation"),
+            models.Index(fields=["message_id"], name="idx_messages_message_id"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id", "message_id"], name="uniq_message_log_event"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -66,7 +66,8 @@ async def drain(consumer: Messaging, until, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not until():
         assert time.monotonic() < deadline, "timed out"
-        await consumer.process_once(block_ms=20)
+        await consumer.process_once(block_ms=0)
+        await asyncio.sleep(0.002)
 
 
 def test_a_message_is_acknowledged_only_after_its_handler_succeeds():
@@ -190,7 +191,7 @@ def test_a_message_that_keeps_killing_its_consumer_is_dead_lettered():
             for i in range(FAST.max_attempts):
                 await rx._redis.xautoclaim(inbox(receiver), GROUP, f"dies-{i}", 0, "0-0")
             await asyncio.sleep(FAST.visibility_timeout + 0.05)
-            await rx.process_once(block_ms=20)
+            await rx.process_once(block_ms=0)
 
     run(scenario())
     dead = dead_letters_for(receiver)
@@ -265,7 +266,7 @@ def test_dedupe_skips_a_message_id_already_handled():
             # The same message delivered again (a replay, a producer retry).
             same = Envelope(sender="x", receiver=receiver, type="charge", payload={}, id=message_id)
             await rx._write([same])
-            await rx.process_once(block_ms=50)
+            await rx.process_once(block_ms=0)
             pending = await rx._redis.xpending(inbox(receiver), GROUP)
             return pending["pending"]
 
@@ -289,7 +290,7 @@ def test_broadcast_reaches_every_consuming_agent_but_the_sender():
         await clients[0].broadcast("announce", {"v": 1})
         for client in clients[1:]:
             await drain(client, lambda c=client: bool(got[c.agent]))
-        await clients[0].process_once(block_ms=20)
+        await clients[0].process_once(block_ms=0)
         for client in clients:
             await client.close()
 

@@ -1,0 +1,359 @@
+"""The site's side of messaging: recording status events, dead letters, replay, stream health.
+
+The wire (stream names, the envelope) is ``foundation_client._envelope``: one definition for both
+sides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest
+
+from audit_app import services as audit
+from foundation_client._envelope import (
+    AGENTS,
+    DEAD_LETTERS,
+    EVENTS,
+    Envelope,
+    MalformedMessage,
+    event_fields,
+    inbox,
+)
+from foundation_site.redis_client import get_redis as _get_redis
+from messaging_app.models import MessageLog
+
+
+def get_redis() -> Any:
+    """Typed loosely: redis-py's stream replies are nested unions the code here unpacks."""
+    return _get_redis()
+
+
+logger = logging.getLogger("foundation.messaging")
+
+RECORDER_GROUP = "recorder"
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _when(raw: str | None) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(raw or ""), tz=UTC)
+    except ValueError:
+        return datetime.now(tz=UTC)
+
+
+def rows_from_event(event_id: str, fields: dict[Any, Any]) -> list[MessageLog]:
+    """The ``message_logs`` rows one events-stream entry stands for (a batch entry: several)."""
+    data = {_text(k): _text(v) for k, v in fields.items()}
+    status = data.get("status", "")[:20] or "unknown"
+    when = _when(data.get("at"))
+    if "batch" in data:
+        try:
+            items = json.loads(data["batch"])
+        except ValueError:
+            logger.warning("skipped events entry %s: its batch is not JSON", event_id)
+            return []
+    else:
+        items = [data]
+    rows = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        message_id = str(item.get("id") or item.get("message_id") or "")[:100]
+        payload = None
+        if "payload" in item:
+            try:
+                payload = json.loads(item["payload"])
+            except (TypeError, ValueError):
+                payload = item["payload"]
+        attempt = item.get("attempt")
+        rows.append(
+            MessageLog(
+                event_id=event_id,
+                message_id=message_id or None,
+                sender=(str(item.get("sender") or "") or None),
+                receiver=(str(item.get("receiver") or "") or None),
+                message_type=(str(item.get("type") or "")[:50] or None),
+                payload=payload,
+                status=status,
+                error_message=data.get("error") or None,
+                correlation_id=(str(item.get("correlation_id") or "")[:100] or None),
+                attempt=int(str(attempt)) if str(attempt or "").isdigit() else None,
+                created_at=when,
+            )
+        )
+    return rows
+
+
+def record(entries: list[tuple[Any, dict[Any, Any]]]) -> int:
+    """Write the rows of a batch of events; a batch seen before adds nothing (idempotent)."""
+    rows = [row for entry_id, fields in entries for row in rows_from_event(_text(entry_id), fields)]
+    if rows:
+        MessageLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    return len(rows)
+
+
+@dataclass
+class Recorder:
+    """Consumes the events stream in the group ``recorder`` and writes ``MessageLog`` rows.
+
+    Entries are acknowledged only after their rows are committed, so a recorder that dies
+    loses nothing: another (or the same, restarted) reclaims them and the unique
+    (event_id, message_id) constraint keeps the rows single.
+    """
+
+    consumer: str
+    batch: int = 500
+    block_ms: int = 1000
+    reclaim_after_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        self.redis = get_redis()
+        try:
+            self.redis.xgroup_create(EVENTS, RECORDER_GROUP, id="0", mkstream=True)
+        except Exception as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def step(self) -> int:
+        """One batch: reclaimed entries of dead recorders first, then new ones."""
+        _, claimed, _ = self.redis.xautoclaim(
+            EVENTS, RECORDER_GROUP, self.consumer, self.reclaim_after_ms, "0-0", count=self.batch
+        )
+        entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        if not entries:
+            # Our own pending entries (after a crash between write and ack), then new ones.
+            mine = self.redis.xreadgroup(
+                RECORDER_GROUP, self.consumer, {EVENTS: "0"}, count=self.batch
+            )
+            entries = [(i, f) for _, batch in mine or [] for i, f in batch if f]
+        if not entries:
+            response = self.redis.xreadgroup(
+                RECORDER_GROUP,
+                self.consumer,
+                {EVENTS: ">"},
+                count=self.batch,
+                block=self.block_ms or None,
+            )
+            entries = [(i, f) for _, batch in response or [] for i, f in batch]
+        if not entries:
+            return 0
+        with transaction.atomic():
+            written = record(entries)
+        self.redis.xack(EVENTS, RECORDER_GROUP, *[entry_id for entry_id, _ in entries])
+        return written
+
+
+# --- dead letters and replay --------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeadLetter:
+    entry_id: str
+    reason: str
+    receiver: str
+    sender: str
+    message_type: str
+    message_id: str
+    attempt: str
+    dead_at: datetime
+    payload_preview: str
+    replayable: bool
+
+
+def dead_letters(count: int = 200, receiver: str | None = None) -> list[DeadLetter]:
+    """Newest first."""
+    letters = []
+    for entry_id, fields in get_redis().xrevrange(DEAD_LETTERS, count=count):
+        data = {_text(k): _text(v) for k, v in fields.items()}
+        target = data.get("receiver") or data.get("stream", "").removeprefix("foundation:msg:")
+        if receiver and target != receiver:
+            continue
+        letters.append(
+            DeadLetter(
+                entry_id=_text(entry_id),
+                reason=data.get("reason", ""),
+                receiver=target,
+                sender=data.get("sender", ""),
+                message_type=data.get("type", ""),
+                message_id=data.get("id", ""),
+                attempt=data.get("attempt", ""),
+                dead_at=_when(data.get("dead_at")),
+                payload_preview=(data.get("payload") or data.get("raw") or "")[:200],
+                replayable="id" in data,
+            )
+        )
+    return letters
+
+
+@dataclass
+class ReplayReport:
+    replayed: list[str]
+    skipped: list[str]
+
+
+def replay_dead_letters(
+    entry_ids: list[str], *, actor: object, request: HttpRequest | None = None
+) -> ReplayReport:
+    """Put dead letters back into their receivers' inboxes (attempt 1, same message id, so a
+    de-duplicating handler still recognises them), and remove them from the dead letters.
+
+    Each one in one transaction: delivered once, logged as ``replayed``, audited.
+    """
+    redis = get_redis()
+    report = ReplayReport([], [])
+    for entry_id in entry_ids:
+        found = redis.xrange(DEAD_LETTERS, entry_id, entry_id)
+        if not found:
+            report.skipped.append(entry_id)
+            continue
+        try:
+            envelope = Envelope.from_fields(
+                {k: v for k, v in found[0][1].items() if _text(k) in _ENVELOPE_FIELDS}
+            )
+        except MalformedMessage:
+            report.skipped.append(entry_id)  # a foreign entry: nothing to deliver
+            continue
+        fresh = Envelope(
+            sender=envelope.sender,
+            receiver=envelope.receiver,
+            type=envelope.type,
+            payload=envelope.payload,
+            id=envelope.id,
+            correlation_id=envelope.correlation_id,
+            reply_to=envelope.reply_to,
+            created_at=envelope.created_at,
+        )
+        pipe = redis.pipeline(transaction=True)
+        pipe.xadd(inbox(fresh.receiver), fresh.to_fields())
+        pipe.xdel(DEAD_LETTERS, entry_id)
+        pipe.xadd(EVENTS, event_fields("replayed", fresh, include_payload=True))
+        pipe.execute()
+        report.replayed.append(entry_id)
+    audit.record(
+        "messaging.replay",
+        actor,
+        "dead_letters",
+        "replay",
+        not report.skipped,
+        request,
+        None if not report.skipped else f"{len(report.skipped)} entries not replayable",
+        replayed=report.replayed,
+        skipped=report.skipped,
+    )
+    return report
+
+
+_ENVELOPE_FIELDS = {
+    "id",
+    "sender",
+    "receiver",
+    "type",
+    "payload",
+    "attempt",
+    "correlation_id",
+    "created_at",
+    "reply_to",
+}
+
+
+def replay_range(
+    receiver: str,
+    start: datetime,
+    end: datetime,
+    *,
+    actor: object,
+    request: HttpRequest | None = None,
+) -> int:
+    """Send again every message sent to ``receiver`` between ``start`` and ``end`` (from the
+    message log), with their original ids; returns how many."""
+    if end <= start:
+        raise ValueError("the end of the range must be after its start")
+    sent = (
+        MessageLog.objects.filter(
+            receiver=receiver,
+            status=MessageLog.Status.SENT,
+            created_at__gte=start,
+            created_at__lt=end,
+        )
+        .exclude(message_id=None)
+        .order_by("created_at", "id")
+    )
+    redis = get_redis()
+    count = 0
+    for row in sent.iterator():
+        envelope = Envelope(
+            sender=row.sender or "?",
+            receiver=receiver,
+            type=row.message_type or "?",
+            payload=row.payload,
+            id=row.message_id or "",
+            correlation_id=row.correlation_id,
+        )
+        pipe = redis.pipeline(transaction=True)
+        pipe.xadd(inbox(receiver), envelope.to_fields())
+        pipe.xadd(EVENTS, event_fields("replayed", envelope, include_payload=True))
+        pipe.execute()
+        count += 1
+    audit.record(
+        "messaging.replay",
+        actor,
+        f"agent:{receiver}",
+        "replay_range",
+        True,
+        request,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        messages=count,
+    )
+    return count
+
+
+# --- stream health ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GroupHealth:
+    name: str
+    pending: int
+    oldest_pending_seconds: float | None
+    consumers: list[tuple[str, int, float]]  # name, pending, idle seconds
+    lag: int | None
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    stream: str
+    length: int
+    groups: list[GroupHealth]
+
+
+def stream_health() -> list[StreamHealth]:
+    redis = get_redis()
+    names = sorted(_text(a) for a in redis.smembers(AGENTS))
+    streams = [inbox(n) for n in names] + [EVENTS, DEAD_LETTERS]
+    report = []
+    for stream in streams:
+        if not redis.exists(stream):
+            continue
+        groups = []
+        for info in redis.xinfo_groups(stream):
+            group = _text(info["name"])
+            oldest = None
+            if info["pending"]:
+                first = redis.xpending_range(stream, group, "-", "+", 1)
+                if first:
+                    oldest = first[0]["time_since_delivered"] / 1000
+            consumers = [
+                (_text(c["name"]), int(c["pending"]), c["idle"] / 1000)
+                for c in redis.xinfo_consumers(stream, group)
+            ]
+            groups.append(
+                GroupHealth(group, int(info["pending"]), oldest, consumers, info.get("lag"))
+            )
+        report.append(StreamHealth(stream, int(redis.xlen(stream)), groups))
+    return report

@@ -1,0 +1,128 @@
+"""The recorder writes every status once, even when a batch is delivered twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from django.conf import settings as django_settings
+
+from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
+from foundation_client._envelope import EVENTS
+from foundation_site.redis_client import get_redis
+from messaging_app import services
+from messaging_app.models import MessageLog
+
+pytestmark = pytest.mark.django_db
+
+FAST = MessagingConfig(max_attempts=2, backoff_base=0.01, backoff_max=0.02, block_ms=20)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_events():
+    """Each test records only its own events: the stream and the recorder group start empty."""
+    get_redis().delete(EVENTS)
+    yield
+    get_redis().delete(EVENTS)
+
+
+def agent(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def traffic(receiver: str) -> tuple[str, str]:
+    """One message that succeeds, one that fails once then dies."""
+    url = django_settings.REDIS_URL
+
+    async def scenario() -> tuple[str, str]:
+        async with Messaging(ClientSettings(agent_name=receiver, redis_url=url), config=FAST) as m:
+
+            async def good(envelope: Envelope) -> None:
+                return None
+
+            async def bad(envelope: Envelope) -> None:
+                raise ValueError("always")
+
+            m.on("good", good)
+            m.on("bad", bad)
+            ok = await m.send(receiver, "good", {"n": 1}, correlation_id="conv-1")
+            dead = await m.send(receiver, "bad", {"n": 2}, correlation_id="conv-1")
+            for _ in range(40):
+                await m.process_once(block_ms=0)
+                await asyncio.sleep(0.005)
+            return ok, dead
+
+    return asyncio.run(scenario())
+
+
+def statuses(message_id: str) -> list:
+    return list(
+        MessageLog.objects.filter(message_id=message_id)
+        .order_by("created_at", "id")
+        .values_list("status", flat=True)
+    )
+
+
+def test_the_recorder_writes_every_status_once():
+    receiver = agent("rec")
+    ok, dead = traffic(receiver)
+    recorder = services.Recorder(consumer="test", block_ms=0)
+    while recorder.step():
+        pass
+    assert statuses(ok) == ["sent", "delivered"]
+    assert statuses(dead) == ["sent", "failed", "dead"]
+    sent = MessageLog.objects.get(message_id=ok, status="sent")
+    assert (sent.sender, sent.receiver, sent.message_type) == (receiver, receiver, "good")
+    assert sent.payload == {"n": 1}
+    assert sent.correlation_id == "conv-1"
+    assert (
+        "ValueError: always" in MessageLog.objects.get(message_id=dead, status="dead").error_message
+    )
+
+
+def test_a_batch_recorded_twice_adds_no_rows():
+    receiver = agent("rec")
+    traffic(receiver)
+    entries = get_redis().xrange(EVENTS)
+    assert services.record(entries) > 0
+    before = MessageLog.objects.count()
+    services.record(entries)
+    assert MessageLog.objects.count() == before
+
+
+def test_a_recorder_that_died_before_acknowledging_is_taken_over():
+    receiver = agent("rec")
+    ok, _ = traffic(receiver)
+    redis = get_redis()
+    dying = services.Recorder(consumer="dying", block_ms=0)
+    # It reads a batch and dies before writing or acknowledging it.
+    redis.xreadgroup(services.RECORDER_GROUP, "dying", {EVENTS: ">"}, count=1000)
+    assert MessageLog.objects.count() == 0
+    heir = services.Recorder(consumer="heir", block_ms=0, reclaim_after_ms=0)
+    while heir.step():
+        pass
+    assert statuses(ok) == ["sent", "delivered"]
+    assert redis.xpending(EVENTS, services.RECORDER_GROUP)["pending"] == 0
+    del dying
+
+
+def test_a_malformed_event_is_skipped_not_fatal():
+    redis = get_redis()
+    services.Recorder(consumer="x", block_ms=0)
+    redis.xadd(EVENTS, {"status": "delivered", "batch": "{broken"})
+    redis.xadd(EVENTS, {"status": "sent", "message_id": "m1", "at": "nonsense"})
+    recorder = services.Recorder(consumer="x", block_ms=0)
+    while recorder.step():
+        pass
+    assert list(MessageLog.objects.values_list("message_id", "status")) == [("m1", "sent")]
+
+
+def test_the_command_records_and_exits_with_once(capsys):
+    from django.core.management import call_command
+
+    receiver = agent("rec")
+    ok, _ = traffic(receiver)
+    call_command("messaging_recorder", "--once")
+    assert "recorded" in capsys.readouterr().out
+    assert statuses(ok) == ["sent", "delivered"]
