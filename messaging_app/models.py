@@ -44,6 +44,7 @@ class MessageLog(models.Model):
                 fields=["event_id", "message_id"], name="uniq_message_log_event"
             ),
         ]
+        permissions = [("replay_messages", "Can replay dead letters and message history")]
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.sender}→{self.receiver} {self.status}"
