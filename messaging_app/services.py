@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 
 from audit_app import services as audit
@@ -50,8 +50,24 @@ def _when(raw: str | None) -> datetime:
         return datetime.now(tz=UTC)
 
 
-def rows_from_event(event_id: str, fields: dict[Any, Any]) -> list[MessageLog]:
-    """The ``message_logs`` rows one events-stream entry stands for (a batch entry: several)."""
+COLUMNS = (
+    "event_id",
+    "message_id",
+    "sender",
+    "receiver",
+    "message_type",
+    "payload",
+    "status",
+    "error_message",
+    "correlation_id",
+    "attempt",
+    "created_at",
+)
+
+
+def parse_event(event_id: str, fields: dict[Any, Any]) -> list[dict[str, Any]]:
+    """The ``message_logs`` column values one events-stream entry stands for (a batch entry
+    stands for several messages)."""
     data = {_text(k): _text(v) for k, v in fields.items()}
     status = data.get("status", "")[:20] or "unknown"
     when = _when(data.get("at"))
@@ -67,38 +83,68 @@ def rows_from_event(event_id: str, fields: dict[Any, Any]) -> list[MessageLog]:
     for item in items:
         if not isinstance(item, dict):
             continue
-        message_id = str(item.get("id") or item.get("message_id") or "")[:100]
         payload = None
         if "payload" in item:
             try:
                 payload = json.loads(item["payload"])
             except (TypeError, ValueError):
                 payload = item["payload"]
-        attempt = item.get("attempt")
+        attempt = str(item.get("attempt") or "")
         rows.append(
-            MessageLog(
-                event_id=event_id,
-                message_id=message_id or None,
-                sender=(str(item.get("sender") or "") or None),
-                receiver=(str(item.get("receiver") or "") or None),
-                message_type=(str(item.get("type") or "")[:50] or None),
-                payload=payload,
-                status=status,
-                error_message=data.get("error") or None,
-                correlation_id=(str(item.get("correlation_id") or "")[:100] or None),
-                attempt=int(str(attempt)) if str(attempt or "").isdigit() else None,
-                created_at=when,
-            )
+            {
+                "event_id": event_id,
+                "message_id": str(item.get("id") or item.get("message_id") or "")[:100] or None,
+                "sender": str(item.get("sender") or "")[:100] or None,
+                "receiver": str(item.get("receiver") or "")[:100] or None,
+                "message_type": str(item.get("type") or "")[:50] or None,
+                "payload": payload,
+                "status": status,
+                "error_message": data.get("error") or None,
+                "correlation_id": str(item.get("correlation_id") or "")[:100] or None,
+                "attempt": int(attempt) if attempt.isdigit() else None,
+                "created_at": when,
+            }
         )
     return rows
 
 
+def rows_from_event(event_id: str, fields: dict[Any, Any]) -> list[MessageLog]:
+    return [MessageLog(**row) for row in parse_event(event_id, fields)]
+
+
 def record(entries: list[tuple[Any, dict[Any, Any]]]) -> int:
     """Write the rows of a batch of events; a batch seen before adds nothing (idempotent)."""
-    rows = [row for entry_id, fields in entries for row in rows_from_event(_text(entry_id), fields)]
-    if rows:
-        MessageLog.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    rows = [row for entry_id, fields in entries for row in parse_event(_text(entry_id), fields)]
+    if not rows:
+        return 0
+    if connection.vendor == "postgresql":
+        _copy(rows)
+    else:
+        MessageLog.objects.bulk_create(
+            [MessageLog(**row) for row in rows], ignore_conflicts=True, batch_size=1000
+        )
     return len(rows)
+
+
+def _copy(rows: list[dict[str, Any]]) -> None:
+    """COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING: COPY's speed with
+    the unique (event_id, message_id) constraint keeping a re-recorded batch single."""
+    columns = ", ".join(COLUMNS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        create = (
+            "CREATE TEMP TABLE IF NOT EXISTS message_logs_incoming ON COMMIT DELETE ROWS AS"
+            f" SELECT {columns} FROM message_logs WITH NO DATA"
+        )
+        cursor.execute(create)
+        with cursor.copy(f"COPY message_logs_incoming ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                values = [row[c] for c in COLUMNS]
+                values[5] = None if row["payload"] is None else json.dumps(row["payload"])
+                copy.write_row(values)
+        cursor.execute(
+            f"INSERT INTO message_logs ({columns}) SELECT {columns} FROM message_logs_incoming"
+            " ON CONFLICT (event_id, message_id) DO NOTHING"
+        )
 
 
 @dataclass

@@ -65,6 +65,8 @@ class Envelope:
     correlation_id: str | None = None
     created_at: float = field(default_factory=time.time)
     reply_to: str | None = None
+    # The payload's JSON text, when already made (sending checks its size): not made twice.
+    payload_json: str | None = field(default=None, compare=False, repr=False)
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -72,7 +74,7 @@ class Envelope:
             "sender": self.sender,
             "receiver": self.receiver,
             "type": self.type,
-            "payload": json.dumps(self.payload, separators=(",", ":")),
+            "payload": self.payload_json or json.dumps(self.payload, separators=(",", ":")),
             "attempt": str(self.attempt),
             "correlation_id": self.correlation_id or "",
             "created_at": repr(self.created_at),
@@ -118,11 +120,15 @@ class Envelope:
             receiver=data["receiver"],
             type=data["type"],
             payload=payload,
+            payload_json=data["payload"],
             attempt=attempt,
             correlation_id=data.get("correlation_id") or None,
             created_at=created_at,
             reply_to=data.get("reply_to") or None,
         )
+
+    def payload_text(self) -> str:
+        return self.payload_json or json.dumps(self.payload, separators=(",", ":"))
 
     def next_attempt(self) -> Envelope:
         return replace(self, attempt=self.attempt + 1)
@@ -149,7 +155,7 @@ def event_fields(
             attempt=str(envelope.attempt),
         )
         if include_payload:
-            fields["payload"] = json.dumps(envelope.payload, separators=(",", ":"))
+            fields["payload"] = envelope.payload_text()
     elif message_id:
         fields["message_id"] = message_id
     if error:

@@ -222,10 +222,26 @@ class Messaging:
         return await self._write(envelopes)
 
     async def _write(self, envelopes: list[Envelope], status: str = "sent") -> list[str]:
+        """The envelopes and one events entry listing them all, in one transaction."""
+        batch = []
         async with self._redis.pipeline(transaction=True) as pipe:
-            for envelope in envelopes:
-                pipe.xadd(inbox(envelope.receiver), envelope.to_fields())
-                pipe.xadd(EVENTS, event_fields(status, envelope, include_payload=True))
+            for e in envelopes:
+                fields = e.to_fields()
+                pipe.xadd(inbox(e.receiver), fields)
+                batch.append(
+                    {
+                        "id": e.id,
+                        "sender": e.sender,
+                        "receiver": e.receiver,
+                        "type": e.type,
+                        "correlation_id": fields["correlation_id"],
+                        "attempt": e.attempt,
+                        "payload": fields["payload"],
+                    }
+                )
+            pipe.xadd(
+                EVENTS, {"status": status, "at": repr(time.time()), "batch": json.dumps(batch)}
+            )
             await pipe.execute()
         return [envelope.id for envelope in envelopes]
 
