@@ -277,7 +277,7 @@ def replay_dead_letters(
             created_at=envelope.created_at,
         )
         pipe = redis.pipeline(transaction=True)
-        pipe.xadd(inbox(fresh.receiver), fresh.to_fields())
+        pipe.xadd(inbox(fresh.receiver), fresh.to_entry())
         pipe.xdel(DEAD_LETTERS, entry_id)
         pipe.xadd(EVENTS, event_fields("replayed", fresh, include_payload=True))
         pipe.execute()
@@ -343,7 +343,7 @@ def replay_range(
             correlation_id=row.correlation_id,
         )
         pipe = redis.pipeline(transaction=True)
-        pipe.xadd(inbox(receiver), envelope.to_fields())
+        pipe.xadd(inbox(receiver), envelope.to_entry())
         pipe.xadd(EVENTS, event_fields("replayed", envelope, include_payload=True))
         pipe.execute()
         count += 1

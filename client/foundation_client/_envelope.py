@@ -82,17 +82,49 @@ class Envelope:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_fields(), separators=(",", ":"))
+        """The envelope as one JSON object: what an inbox entry carries (field ``e``)."""
+        return json.dumps(
+            {
+                "id": self.id, "sender": self.sender, "receiver": self.receiver,
+                "type": self.type, "payload": self.payload, "attempt": self.attempt,
+                "correlation_id": self.correlation_id, "created_at": self.created_at,
+                "reply_to": self.reply_to,
+            },
+            separators=(",", ":"),
+        )
+
+    def to_entry(self) -> dict[str, str]:
+        return {"e": self.to_json()}
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Envelope:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise MalformedMessage(f"not JSON: {exc}") from None
+            raise MalformedMessage(f"envelope is not JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise MalformedMessage("not an object")
-        return cls.from_fields(data)
+            raise MalformedMessage("envelope is not an object")
+        missing = [n for n in ("id", "sender", "receiver", "type") if not data.get(n)]
+        if missing or "payload" not in data:
+            raise MalformedMessage(f"missing field(s): {', '.join(missing or ['payload'])}")
+        attempt, created_at = data.get("attempt", 1), data.get("created_at", 0.0)
+        if not isinstance(attempt, int) or attempt < 1 or not isinstance(created_at, int | float):
+            raise MalformedMessage("attempt or created_at is not a valid number")
+        return cls(
+            id=str(data["id"]), sender=str(data["sender"]), receiver=str(data["receiver"]),
+            type=str(data["type"]), payload=data["payload"], attempt=attempt,
+            correlation_id=data.get("correlation_id") or None, created_at=float(created_at),
+            reply_to=data.get("reply_to") or None,
+        )
+
+    @classmethod
+    def from_entry(cls, fields: dict[Any, Any]) -> Envelope:
+        """Parse an inbox entry: one ``e`` field (ours), or one field per envelope member (a
+        foreign producer's, or a dead letter's)."""
+        raw = fields.get(b"e", fields.get("e"))
+        if raw is not None and len(fields) == 1:
+            return cls.from_json(raw)
+        return cls.from_fields(fields)
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> Envelope:

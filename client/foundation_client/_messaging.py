@@ -55,14 +55,7 @@ Handler = Callable[[Envelope], Awaitable[None]]
 _PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, raw in ipairs(due) do
-    local env = cjson.decode(raw)
-    local args = {}
-    for _, name in ipairs({'id', 'sender', 'receiver', 'type', 'payload', 'attempt',
-                           'correlation_id', 'created_at', 'reply_to'}) do
-        table.insert(args, name)
-        table.insert(args, env[name] or '')
-    end
-    redis.call('XADD', KEYS[2], '*', unpack(args))
+    redis.call('XADD', KEYS[2], '*', 'e', raw)
     redis.call('ZREM', KEYS[1], raw)
 end
 return #due
@@ -226,17 +219,16 @@ class Messaging:
         batch = []
         async with self._redis.pipeline(transaction=True) as pipe:
             for e in envelopes:
-                fields = e.to_fields()
-                pipe.xadd(inbox(e.receiver), fields)
+                pipe.xadd(inbox(e.receiver), e.to_entry())
                 batch.append(
                     {
                         "id": e.id,
                         "sender": e.sender,
                         "receiver": e.receiver,
                         "type": e.type,
-                        "correlation_id": fields["correlation_id"],
+                        "correlation_id": e.correlation_id or "",
                         "attempt": e.attempt,
-                        "payload": fields["payload"],
+                        "payload": e.payload_text(),
                     }
                 )
             pipe.xadd(
@@ -340,7 +332,7 @@ class Messaging:
         done: list[tuple[bytes, Envelope, bool]] = []
         for entry_id, fields, deliveries in entries:
             try:
-                envelope = Envelope.from_fields(fields)
+                envelope = Envelope.from_entry(fields)
             except MalformedMessage as exc:
                 await self._dead(stream, entry_id, None, f"malformed entry: {exc}", fields)
                 continue
