@@ -61,6 +61,17 @@ end
 return #due
 """
 
+# Append a batch of envelopes to their inboxes and one events entry listing them, atomically and
+# in one round trip (a MULTI would cost one reply per command). KEYS: events, then one inbox per
+# envelope; ARGV: status, time, the batch's JSON, then one envelope JSON per inbox.
+_SEND = """
+for i = 2, #KEYS do
+    redis.call('XADD', KEYS[i], '*', 'e', ARGV[i + 2])
+end
+redis.call('XADD', KEYS[1], '*', 'status', ARGV[1], 'at', ARGV[2], 'batch', ARGV[3])
+return #KEYS - 1
+"""
+
 # Delete a consumer only when it has nothing pending: DELCONSUMER would drop its pending entries.
 _DELETE_IDLE_CONSUMER = """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
@@ -117,6 +128,7 @@ class Messaging:
         self._ready = False
         self._last_trim = 0.0
         self._promote = self._redis.register_script(_PROMOTE)
+        self._send = self._redis.register_script(_SEND)
         self._delete_consumer = self._redis.register_script(_DELETE_IDLE_CONSUMER)
 
     async def __aenter__(self) -> Messaging:
@@ -187,9 +199,10 @@ class Messaging:
         if not to_agent or not message_type:
             raise MessageRejected("a message needs a receiver and a type")
         try:
-            size = len(json.dumps(payload, separators=(",", ":")).encode())
+            text = json.dumps(payload, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise MessageRejected(f"payload is not JSON-serialisable: {exc}") from None
+        size = len(text.encode())
         if size > self.config.max_payload_bytes:
             raise MessageRejected(
                 f"payload is {size} bytes; the limit is {self.config.max_payload_bytes}"
@@ -201,6 +214,7 @@ class Messaging:
             payload=payload,
             correlation_id=correlation_id,
             reply_to=reply_to,
+            payload_json=text,
         )
 
     async def send(
@@ -215,26 +229,23 @@ class Messaging:
         return await self._write(envelopes)
 
     async def _write(self, envelopes: list[Envelope], status: str = "sent") -> list[str]:
-        """The envelopes and one events entry listing them all, in one transaction."""
-        batch = []
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for e in envelopes:
-                pipe.xadd(inbox(e.receiver), e.to_entry())
-                batch.append(
-                    {
-                        "id": e.id,
-                        "sender": e.sender,
-                        "receiver": e.receiver,
-                        "type": e.type,
-                        "correlation_id": e.correlation_id or "",
-                        "attempt": e.attempt,
-                        "payload": e.payload_text(),
-                    }
-                )
-            pipe.xadd(
-                EVENTS, {"status": status, "at": repr(time.time()), "batch": json.dumps(batch)}
-            )
-            await pipe.execute()
+        """The envelopes and one events entry listing them all, in one atomic script."""
+        batch = [
+            {
+                "id": e.id,
+                "sender": e.sender,
+                "receiver": e.receiver,
+                "type": e.type,
+                "correlation_id": e.correlation_id or "",
+                "attempt": e.attempt,
+                "payload": e.payload_text(),
+            }
+            for e in envelopes
+        ]
+        await self._send(
+            keys=[EVENTS, *(inbox(e.receiver) for e in envelopes)],
+            args=[status, repr(time.time()), json.dumps(batch), *(e.to_json() for e in envelopes)],
+        )
         return [envelope.id for envelope in envelopes]
 
     async def broadcast(self, message_type: str, payload: Any) -> list[str]:
