@@ -33,10 +33,12 @@ from redis.exceptions import RedisError, ResponseError
 
 from foundation_client._config import ClientSettings
 from foundation_client._envelope import (
+    AGENT_NAME,
     AGENTS,
     DEAD_LETTERS,
     EVENTS,
     GROUP,
+    MESSAGE_TYPE,
     REPLY_TYPE,
     Envelope,
     MalformedMessage,
@@ -96,6 +98,7 @@ class MessagingConfig:
     retention_maxlen: int | None = 100_000
     retention_age: float | None = None  # seconds
     trim_every: float = 30.0
+    sweep_every: float = 0.1  # how often due retries and dead consumers' entries are looked for
     dedupe_ttl: int = 86_400
 
     def backoff(self, attempt: int) -> float:
@@ -127,6 +130,7 @@ class Messaging:
         self._waiting: dict[str, asyncio.Future[Envelope]] = {}
         self._ready = False
         self._last_trim = 0.0
+        self._last_sweep = 0.0
         self._promote = self._redis.register_script(_PROMOTE)
         self._send = self._redis.register_script(_SEND)
         self._delete_consumer = self._redis.register_script(_DELETE_IDLE_CONSUMER)
@@ -196,8 +200,12 @@ class Messaging:
         correlation_id: str | None,
         reply_to: str | None = None,
     ) -> Envelope:
-        if not to_agent or not message_type:
-            raise MessageRejected("a message needs a receiver and a type")
+        if not isinstance(to_agent, str) or not AGENT_NAME.match(to_agent):
+            raise MessageRejected(f"{to_agent!r} is not an agent name")
+        if not isinstance(message_type, str) or not MESSAGE_TYPE.match(message_type):
+            raise MessageRejected(
+                f"{message_type!r} is not a message type (1-50 of A-Z a-z 0-9 _ . : -)"
+            )
         try:
             text = json.dumps(payload, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
@@ -230,21 +238,10 @@ class Messaging:
 
     async def _write(self, envelopes: list[Envelope], status: str = "sent") -> list[str]:
         """The envelopes and one events entry listing them all, in one atomic script."""
-        batch = [
-            {
-                "id": e.id,
-                "sender": e.sender,
-                "receiver": e.receiver,
-                "type": e.type,
-                "correlation_id": e.correlation_id or "",
-                "attempt": e.attempt,
-                "payload": e.payload_text(),
-            }
-            for e in envelopes
-        ]
+        batch = "[" + ",".join(e.event_item(with_payload=True) for e in envelopes) + "]"
         await self._send(
             keys=[EVENTS, *(inbox(e.receiver) for e in envelopes)],
-            args=[status, repr(time.time()), json.dumps(batch), *(e.to_json() for e in envelopes)],
+            args=[status, repr(time.time()), batch, *(e.to_json() for e in envelopes)],
         )
         return [envelope.id for envelope in envelopes]
 
@@ -299,10 +296,16 @@ class Messaging:
         """One round: due retries, reclaimed entries, new entries. Returns entries handled."""
         await self.start()
         stream = inbox(self.agent)
-        await self._promote(
-            keys=[delayed(self.agent), stream], args=[repr(time.time()), self.config.batch]
-        )
-        entries = await self._reclaim(stream)
+        now = time.monotonic()
+        # Retries and reclaims are looked for a few times a second, not on every round: on a
+        # busy inbox every round would otherwise cost two more round trips.
+        entries: list[tuple[bytes, dict[Any, Any], int]] = []
+        if now - self._last_sweep >= self.config.sweep_every:
+            self._last_sweep = now
+            await self._promote(
+                keys=[delayed(self.agent), stream], args=[repr(time.time()), self.config.batch]
+            )
+            entries = await self._reclaim(stream)
         if not entries:
             block = self.config.block_ms if block_ms is None else block_ms
             response = await self._redis.xreadgroup(

@@ -421,3 +421,21 @@ def test_a_consumer_with_pending_entries_is_never_deleted():
             return {i["name"].decode(): i["pending"] for i in infos}
 
     assert run(scenario()) == {"holder": 1}
+
+
+@pytest.mark.parametrize(
+    ("receiver", "message_type", "message"),
+    [
+        ("Bad Name", "job", "is not an agent name"),
+        ("", "job", "is not an agent name"),
+        ("ok-agent", "has space", "is not a message type"),
+        ("ok-agent", "x" * 51, "is not a message type"),
+    ],
+)
+def test_bad_receivers_and_types_are_refused_at_send(receiver, message_type, message):
+    async def scenario():
+        async with Messaging(settings(name("tx"))) as tx:
+            with pytest.raises(MessageRejected, match=message):
+                await tx.send(receiver, message_type, {})
+
+    run(scenario())

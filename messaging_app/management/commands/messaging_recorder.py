@@ -46,4 +46,4 @@ class Command(BaseCommand):
             total += written
             if once and written == 0:
                 break
-        self.stdout.write(f"recorded {total} row(s)")
+        self.stdout.write(f"recorded {total} event(s)")
