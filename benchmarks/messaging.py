@@ -57,6 +57,15 @@ def load_env() -> str:
     return url
 
 
+def ensure_database() -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["FOUNDATION_PG_URL"], autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'foundation_bench'")
+        if not found.fetchone():
+            conn.execute("CREATE DATABASE foundation_bench")
+
+
 def emit(figure: str, value: float, unit: str, **extra: object) -> None:
     print(
         json.dumps({"figure": figure, "value": round(value, 3), "unit": unit, **extra}), flush=True
@@ -292,6 +301,7 @@ def main() -> None:
             raw_consumer(url, count)
         return
     url = load_env()
+    ensure_database()
     import django
 
     django.setup()

@@ -37,11 +37,11 @@ class MessageLog(models.Model):
             models.Index(fields=["sender", "-created_at"], name="idx_messages_sender"),
             models.Index(fields=["receiver", "-created_at"], name="idx_messages_receiver"),
             models.Index(fields=["correlation_id", "created_at"], name="idx_messages_correlation"),
-            models.Index(fields=["message_id"], name="idx_messages_message_id"),
         ]
         constraints = [
+            # message_id first: the same index serves look-ups by message id.
             models.UniqueConstraint(
-                fields=["event_id", "message_id"], name="uniq_message_log_event"
+                fields=["message_id", "event_id"], name="uniq_message_log_event"
             ),
         ]
         permissions = [("replay_messages", "Can replay dead letters and message history")]

@@ -6,6 +6,7 @@ sides.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -27,6 +28,7 @@ from foundation_client._envelope import (
     event_fields,
     inbox,
 )
+from foundation_client._messaging import trim_stream
 from foundation_site.redis_client import get_redis as _get_redis
 from messaging_app.models import MessageLog
 
@@ -186,6 +188,9 @@ class Recorder:
     batch: int = 500
     block_ms: int = 1000
     reclaim_after_ms: int = 30_000
+    events_maxlen: int = 1_000_000
+    trim_every: float = 30.0
+    _last_trim: float = 0.0
 
     def __post_init__(self) -> None:
         self.redis = get_redis()
@@ -222,7 +227,27 @@ class Recorder:
         with transaction.atomic():
             record(entries)
         self.redis.xack(EVENTS, RECORDER_GROUP, *[entry_id for entry_id, _ in entries])
+        self._maybe_trim()
         return len(entries)
+
+    def _maybe_trim(self) -> None:
+        """Keep the events stream bounded, never past an entry some group still needs."""
+        now = time.monotonic()
+        if now - self._last_trim < self.trim_every:
+            return
+        self._last_trim = now
+        asyncio.run(_trim_events(self.events_maxlen))
+
+
+async def _trim_events(maxlen: int) -> int:
+    from django.conf import settings
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(settings.REDIS_URL)
+    try:
+        return await trim_stream(client, EVENTS, maxlen=maxlen)
+    finally:
+        await client.aclose()
 
 
 # --- dead letters and replay --------------------------------------------------------------------

@@ -114,23 +114,6 @@ class Envelope:
         )
         return f'{head[:-1]},"payload":{self.payload_text()}}}'
 
-    def event_item(self, with_payload: bool) -> str:
-        """This message as an item of a batch event, as JSON text (the recorder's input)."""
-        head = json.dumps(
-            {
-                "id": self.id,
-                "sender": self.sender,
-                "receiver": self.receiver,
-                "type": self.type,
-                "correlation_id": self.correlation_id or "",
-                "attempt": self.attempt,
-            },
-            separators=(",", ":"),
-        )
-        if not with_payload:
-            return head
-        return f'{head[:-1]},"payload":{self.payload_text()}}}'
-
     def to_entry(self) -> dict[str, str]:
         return {"e": self.to_json()}
 

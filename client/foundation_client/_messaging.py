@@ -238,10 +238,11 @@ class Messaging:
 
     async def _write(self, envelopes: list[Envelope], status: str = "sent") -> list[str]:
         """The envelopes and one events entry listing them all, in one atomic script."""
-        batch = "[" + ",".join(e.event_item(with_payload=True) for e in envelopes) + "]"
+        # The events entry lists the envelopes themselves: the recorder needs what they hold.
+        texts = [e.to_json() for e in envelopes]
         await self._send(
             keys=[EVENTS, *(inbox(e.receiver) for e in envelopes)],
-            args=[status, repr(time.time()), batch, *(e.to_json() for e in envelopes)],
+            args=[status, repr(time.time()), "[" + ",".join(texts) + "]", *texts],
         )
         return [envelope.id for envelope in envelopes]
 

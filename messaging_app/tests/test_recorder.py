@@ -126,3 +126,14 @@ def test_the_command_records_and_exits_with_once(capsys):
     call_command("messaging_recorder", "--once")
     assert "recorded" in capsys.readouterr().out
     assert statuses(ok) == ["sent", "delivered"]
+
+
+def test_the_recorder_keeps_the_events_stream_bounded():
+    redis = get_redis()
+    recorder = services.Recorder(consumer="trimmer", block_ms=0, events_maxlen=5, trim_every=0)
+    for i in range(20):
+        redis.xadd(EVENTS, {"status": "sent", "message_id": f"t{i}", "at": "1"})
+    while recorder.step():
+        pass
+    assert redis.xlen(EVENTS) == 5
+    assert MessageLog.objects.filter(message_id__startswith="t").count() == 20
