@@ -36,7 +36,13 @@ class MessageLog(models.Model):
         indexes = [
             models.Index(fields=["sender", "-created_at"], name="idx_messages_sender"),
             models.Index(fields=["receiver", "-created_at"], name="idx_messages_receiver"),
-            models.Index(fields=["correlation_id", "created_at"], name="idx_messages_correlation"),
+            # Partial: most messages carry no correlation id, and the recorder should not pay
+            # for indexing them.
+            models.Index(
+                fields=["correlation_id", "created_at"],
+                name="idx_messages_correlation",
+                condition=models.Q(correlation_id__isnull=False),
+            ),
         ]
         constraints = [
             # message_id first: the same index serves look-ups by message id.
