@@ -134,3 +134,16 @@ def _fresh_process_caches():
     yield
     value_cache.forget()
     forget_agents()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup):
+    """Close PostgreSQL connection pools before the test database is dropped: threads of the
+    live server and of the ASGI route leave pooled connections open."""
+    yield
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        close_pool = getattr(conn, "close_pool", None)
+        if callable(close_pool):
+            close_pool()
