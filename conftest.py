@@ -147,3 +147,24 @@ def _close_connection_pools(django_db_setup):
         close_pool = getattr(conn, "close_pool", None)
         if callable(close_pool):
             close_pool()
+
+
+@pytest.fixture
+def rq_burst():
+    """Run what is queued with a real RQ worker, in this process and from any thread: no signal
+    handlers, and a timer rather than SIGALRM for job timeouts."""
+    import django_rq
+    from rq import SimpleWorker
+    from rq.timeouts import TimerDeathPenalty
+
+    class ThreadWorker(SimpleWorker):
+        death_penalty_class = TimerDeathPenalty
+
+        def _install_signal_handlers(self) -> None:
+            pass
+
+    def run(queue=None) -> None:
+        queue = queue or django_rq.get_queue("default")
+        ThreadWorker([queue], connection=queue.connection).work(burst=True)
+
+    return run

@@ -35,41 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "client"))
 
+from benchmarks._common import emit, ensure_database, load_services_env  # noqa: E402
+
 BATCH = 500
-
-
-def load_env() -> str:
-    env_file = ROOT / ".run" / "services.env"
-    if not env_file.exists():
-        sys.exit("start the services first: scripts/services start")
-    for line in env_file.read_text().splitlines():
-        key, _, value = line.partition("=")
-        os.environ.setdefault(key, value)
-    url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/3"
-    os.environ["REDIS_URL"] = url
-    pg = os.environ["FOUNDATION_PG_URL"].rsplit("/", 1)[0]
-    os.environ["DATABASE_URL"] = f"{pg}/foundation_bench"
-    os.environ.setdefault("DEBUG", "true")
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ["FOUNDATION_ENV_FILE"] = ""
-    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "foundation_site.settings"
-    return url
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    with psycopg.connect(os.environ["FOUNDATION_PG_URL"], autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'foundation_bench'")
-        if not found.fetchone():
-            conn.execute("CREATE DATABASE foundation_bench")
-
-
-def emit(figure: str, value: float, unit: str, **extra: object) -> None:
-    print(
-        json.dumps({"figure": figure, "value": round(value, 3), "unit": unit, **extra}), flush=True
-    )
 
 
 def spawn(role: str, *args: str) -> subprocess.Popen[bytes]:
@@ -300,7 +268,7 @@ def main() -> None:
         elif options.role == "r-consumer":
             raw_consumer(url, count)
         return
-    url = load_env()
+    url = load_services_env(redis_db=3)
     ensure_database()
     import django
 

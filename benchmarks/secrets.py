@@ -25,7 +25,6 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import statistics
@@ -35,47 +34,7 @@ import time
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def load_services_env() -> None:
-    env_file = ROOT / ".run" / "services.env"
-    if not env_file.exists():
-        sys.exit("start the services first: scripts/services start")
-    for line in env_file.read_text().splitlines():
-        key, _, value = line.partition("=")
-        os.environ.setdefault(key, value)
-    pg = os.environ["FOUNDATION_PG_URL"].rsplit("/", 1)[0]
-    os.environ["DATABASE_URL"] = f"{pg}/foundation_bench"
-    os.environ["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/2"
-    os.environ.setdefault("DEBUG", "true")
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ["FOUNDATION_ENV_FILE"] = ""
-    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
-    os.environ.setdefault("FOUNDATION_MASTER_KEY", "A" * 43 + "=")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "foundation_site.settings"
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    admin_url = os.environ["FOUNDATION_PG_URL"]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = 'foundation_bench'"
-        ).fetchone()
-        if not exists:
-            conn.execute("CREATE DATABASE foundation_bench")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def emit(figure: str, value: float, unit: str, **extra: object) -> None:
-    print(
-        json.dumps({"figure": figure, "value": round(value, 4), "unit": unit, **extra}), flush=True
-    )
+from benchmarks._common import emit, ensure_database, free_port, load_services_env  # noqa: E402
 
 
 def prepare() -> str:
@@ -180,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=500)
     args = parser.parse_args()
-    load_services_env()
+    load_services_env(redis_db=2)
     ensure_database()
     token = prepare()
     port = free_port()

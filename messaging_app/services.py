@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from foundation_client._envelope import (
     EVENTS,
     Envelope,
     MalformedMessage,
+    as_text,
     event_fields,
     inbox,
 )
@@ -43,10 +44,6 @@ logger = logging.getLogger("foundation.messaging")
 RECORDER_GROUP = "recorder"
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _when(raw: str | None) -> datetime:
     try:
         return datetime.fromtimestamp(float(raw or ""), tz=UTC)
@@ -57,7 +54,7 @@ def _when(raw: str | None) -> datetime:
 def parse_event(event_id: str, fields: dict[Any, Any]) -> list[dict[str, Any]]:
     """The ``message_logs`` column values one events-stream entry stands for (a batch entry
     stands for several messages)."""
-    data = {_text(k): _text(v) for k, v in fields.items()}
+    data = {as_text(k): as_text(v) for k, v in fields.items()}
     status = data.get("status", "")[:20] or "unknown"
     when = _when(data.get("at"))
     if "batch" in data:
@@ -95,16 +92,12 @@ def parse_event(event_id: str, fields: dict[Any, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def rows_from_event(event_id: str, fields: dict[Any, Any]) -> list[MessageLog]:
-    return [MessageLog(**row) for row in parse_event(event_id, fields)]
-
-
 def record(entries: list[tuple[Any, dict[Any, Any]]]) -> int:
     """Write the rows of a batch of events; a batch seen before adds nothing (idempotent).
     Returns how many rows were added."""
     if connection.vendor == "postgresql":
         return _insert_on_postgresql(entries)
-    rows = [row for entry_id, fields in entries for row in parse_event(_text(entry_id), fields)]
+    rows = [row for entry_id, fields in entries for row in parse_event(as_text(entry_id), fields)]
     if rows:
         MessageLog.objects.bulk_create(
             [MessageLog(**row) for row in rows], ignore_conflicts=True, batch_size=1000
@@ -129,7 +122,7 @@ ON CONFLICT (event_id, message_id) DO NOTHING
 
 
 def _batch_params(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
-    data = {_text(k): _text(v) for k, v in fields.items()}
+    data = {as_text(k): as_text(v) for k, v in fields.items()}
     if "batch" in data:
         items = data["batch"]
     else:
@@ -147,7 +140,7 @@ def _batch_params(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
     except ValueError:
         at = time.time()
     return {
-        "event_id": _text(entry_id),
+        "event_id": as_text(entry_id),
         "status": (data.get("status") or "unknown")[:20],
         "error": data.get("error") or None,
         "at": at,
@@ -269,13 +262,13 @@ def dead_letters(count: int = 200, receiver: str | None = None) -> list[DeadLett
     """Newest first."""
     letters = []
     for entry_id, fields in get_redis().xrevrange(DEAD_LETTERS, count=count):
-        data = {_text(k): _text(v) for k, v in fields.items()}
+        data = {as_text(k): as_text(v) for k, v in fields.items()}
         target = data.get("receiver") or data.get("stream", "").removeprefix("foundation:msg:")
         if receiver and target != receiver:
             continue
         letters.append(
             DeadLetter(
-                entry_id=_text(entry_id),
+                entry_id=as_text(entry_id),
                 reason=data.get("reason", ""),
                 receiver=target,
                 sender=data.get("sender", ""),
@@ -312,22 +305,12 @@ def replay_dead_letters(
             report.skipped.append(entry_id)
             continue
         try:
-            envelope = Envelope.from_fields(
-                {k: v for k, v in found[0][1].items() if _text(k) in _ENVELOPE_FIELDS}
-            )
+            # A dead letter holds the envelope's members beside its own (reason, stream, ...).
+            envelope = Envelope.from_fields(found[0][1])
         except MalformedMessage:
             report.skipped.append(entry_id)  # a foreign entry: nothing to deliver
             continue
-        fresh = Envelope(
-            sender=envelope.sender,
-            receiver=envelope.receiver,
-            type=envelope.type,
-            payload=envelope.payload,
-            id=envelope.id,
-            correlation_id=envelope.correlation_id,
-            reply_to=envelope.reply_to,
-            created_at=envelope.created_at,
-        )
+        fresh = replace(envelope, attempt=1)
         pipe = redis.pipeline(transaction=True)
         pipe.xadd(inbox(fresh.receiver), fresh.to_entry())
         pipe.xdel(DEAD_LETTERS, entry_id)
@@ -346,19 +329,6 @@ def replay_dead_letters(
         skipped=report.skipped,
     )
     return report
-
-
-_ENVELOPE_FIELDS = {
-    "id",
-    "sender",
-    "receiver",
-    "type",
-    "payload",
-    "attempt",
-    "correlation_id",
-    "created_at",
-    "reply_to",
-}
 
 
 def replay_range(
@@ -432,7 +402,7 @@ class StreamHealth:
 
 def stream_health() -> list[StreamHealth]:
     redis = get_redis()
-    names = sorted(_text(a) for a in redis.smembers(AGENTS))
+    names = sorted(as_text(a) for a in redis.smembers(AGENTS))
     streams = [inbox(n) for n in names] + [EVENTS, DEAD_LETTERS]
     report = []
     for stream in streams:
@@ -440,14 +410,14 @@ def stream_health() -> list[StreamHealth]:
             continue
         groups = []
         for info in redis.xinfo_groups(stream):
-            group = _text(info["name"])
+            group = as_text(info["name"])
             oldest = None
             if info["pending"]:
                 first = redis.xpending_range(stream, group, "-", "+", 1)
                 if first:
                     oldest = first[0]["time_since_delivered"] / 1000
             consumers = [
-                (_text(c["name"]), int(c["pending"]), c["idle"] / 1000)
+                (as_text(c["name"]), int(c["pending"]), c["idle"] / 1000)
                 for c in redis.xinfo_consumers(stream, group)
             ]
             groups.append(

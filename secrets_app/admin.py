@@ -67,15 +67,9 @@ class SecretMetadataAdmin(AuditedModelAdmin):
         "created_at",
         "updated_at",
     )
-    readonly_fields = (
-        "secret_name",
-        "storage_backend",
-        "current_version",
-        "last_rotated",
-        "last_read_at",
-        "last_read_by",
-        "created_at",
-        "updated_at",
+    # Only these are edited here; the value, versions and rotation have pages of their own.
+    readonly_fields = tuple(
+        f for f in fields if f not in {"provider", "description", "rotation_policy_days"}
     )
     actions = None  # no bulk delete of secrets
 

@@ -16,7 +16,6 @@ from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
-from rq import SimpleWorker
 
 from audit_app.models import AuditLog
 from foundation_client import generate_keypair
@@ -91,6 +90,7 @@ def test_a_canary_value_leaks_nowhere(
     caplog,
     capfd,
     django_capture_on_commit_callbacks,
+    rq_burst,
 ):
     caplog.set_level(logging.DEBUG)
     canary = f"canary-{uuid.uuid4().hex}"
@@ -134,7 +134,7 @@ def test_a_canary_value_leaks_nowhere(
         # autocommit: enqueue now, not when the test's transaction (which never commits) ends.
         queue = django_rq.get_queue("default", commit_mode="auto")
         job = queue.enqueue(rotate_due_secrets)
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        rq_burst(queue)
         assert job.get_status(refresh=True) == "finished"
         admin_client.post(reverse("admin:secrets_app_secret_rotate", args=[secret.pk]))
         assert read(plain_token)["value"] != canary

@@ -10,8 +10,6 @@ import django_rq
 import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
-from rq import SimpleWorker
-from rq.timeouts import TimerDeathPenalty
 
 from audit_app.models import AuditLog
 from foundation_client import ClientSettings, SecretsClient, SecretUnavailable
@@ -31,15 +29,6 @@ def client_settings(live_server, token: str) -> ClientSettings:
     )
 
 
-class ThreadWorker(SimpleWorker):
-    """A real RQ worker that may run outside the main thread (no signals, a timer timeout)."""
-
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self) -> None:
-        pass
-
-
 @pytest.fixture(autouse=True)
 def _empty_queue():
     django_rq.get_queue("default").empty()
@@ -47,11 +36,11 @@ def _empty_queue():
     django_rq.get_queue("default").empty()
 
 
-def run_rotation_job():
+def run_rotation_job(rq_burst):
     """Enqueue the scheduled job and let a real RQ worker run it, as in production."""
     queue = django_rq.get_queue("default")
     job = queue.enqueue(rotate_due_secrets)
-    ThreadWorker([queue], connection=queue.connection).work(burst=True)
+    rq_burst(queue)
     job.refresh()
     assert job.get_status() == "finished", getattr(job.latest_result(), "exc_string", "")
     return job.return_value()
@@ -74,7 +63,7 @@ def test_the_sites_version_cache_bridges_an_openbao_outage(
 
 
 def test_a_rotation_reaches_a_running_agent_within_a_second(
-    live_server, make_agent, vault_prefix, admin_user
+    live_server, make_agent, vault_prefix, admin_user, rq_burst
 ):
     secret = services.create_secret(
         "rotating_key", "value-before", actor=admin_user, backend="vault", rotation_policy_days=30
@@ -88,7 +77,7 @@ def test_a_rotation_reaches_a_running_agent_within_a_second(
         # A long TTL: only the rotation notice can make the client fetch again.
         async with SecretsClient(client_settings(live_server, token), ttl=3600) as client:
             assert await client.get("rotating_key") == "value-before"
-            report = await asyncio.to_thread(run_rotation_job)
+            report = await asyncio.to_thread(run_rotation_job, rq_burst)
             assert report == {"rotated": ["rotating_key"], "failed": []}
             rotated_at = time.monotonic()
             while True:
@@ -107,7 +96,7 @@ def test_a_rotation_reaches_a_running_agent_within_a_second(
     assert AuditLog.objects.filter(event_type="secrets.rotate", success=True).count() == 1
 
 
-def test_a_failed_rotation_is_retried_on_the_next_run(settings, live_server, admin_user):
+def test_a_failed_rotation_is_retried_on_the_next_run(settings, live_server, admin_user, rq_burst):
     settings.SECRETS_ROTATORS = {
         "default": "secrets_app.rotators.random_urlsafe",
         "flaky": "secrets_app.tests.test_services.broken_rotator",
@@ -123,11 +112,11 @@ def test_a_failed_rotation_is_retried_on_the_next_run(settings, live_server, adm
     SecretMetadata.objects.filter(pk=secret.pk).update(
         last_rotated=timezone.now() - timedelta(days=2)
     )
-    assert run_rotation_job() == {"rotated": [], "failed": ["flaky_key"]}
+    assert run_rotation_job(rq_burst) == {"rotated": [], "failed": ["flaky_key"]}
     assert services.read_value(secret) == "keeps-serving"
     settings.SECRETS_ROTATORS = {"default": "secrets_app.rotators.random_urlsafe"}
-    assert run_rotation_job() == {"rotated": ["flaky_key"], "failed": []}
-    assert run_rotation_job() == {"rotated": [], "failed": []}  # no longer due
+    assert run_rotation_job(rq_burst) == {"rotated": ["flaky_key"], "failed": []}
+    assert run_rotation_job(rq_burst) == {"rotated": [], "failed": []}  # no longer due
     outcomes = list(
         AuditLog.objects.filter(event_type="secrets.rotate")
         .order_by("id")

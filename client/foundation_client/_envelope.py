@@ -31,18 +31,6 @@ DEAD_LETTERS = "foundation:msg:dead"
 EVENTS = "foundation:msg:events"
 AGENTS = "foundation:msg:agents"  # the set of agent names that consume, for broadcast
 
-# Envelope fields, in the order they are written.
-FIELDS = (
-    "id",
-    "sender",
-    "receiver",
-    "type",
-    "payload",
-    "attempt",
-    "correlation_id",
-    "created_at",
-    "reply_to",
-)
 REPLY_TYPE = "__reply__"
 
 
@@ -62,8 +50,9 @@ class MalformedMessage(ValueError):
     """An entry that is not an envelope (a foreign producer, a truncated write)."""
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+def as_text(value: Any) -> str:
+    """A Redis reply item (bytes) as text; undecodable bytes are replaced, never fatal."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 @dataclass(slots=True)
@@ -112,7 +101,7 @@ class Envelope:
             },
             separators=(",", ":"),
         )
-        return f'{head[:-1]},"payload":{self.payload_text()}}}'
+        return f'{head[:-1]},"payload":{self.payloadas_text()}}}'
 
     def to_entry(self) -> dict[str, str]:
         return {"e": self.to_json()}
@@ -155,7 +144,7 @@ class Envelope:
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> Envelope:
         """Parse a stream entry; raise :class:`MalformedMessage` saying what is wrong."""
-        data = {_text(k): _text(v) for k, v in fields.items()}
+        data = {as_text(k): as_text(v) for k, v in fields.items()}
         missing = [
             name for name in ("id", "sender", "receiver", "type", "payload") if not data.get(name)
         ]
@@ -185,7 +174,7 @@ class Envelope:
             reply_to=data.get("reply_to") or None,
         )
 
-    def payload_text(self) -> str:
+    def payloadas_text(self) -> str:
         return self.payload_json or json.dumps(self.payload, separators=(",", ":"))
 
     def next_attempt(self) -> Envelope:
@@ -213,7 +202,7 @@ def event_fields(
             attempt=str(envelope.attempt),
         )
         if include_payload:
-            fields["payload"] = envelope.payload_text()
+            fields["payload"] = envelope.payloadas_text()
     elif message_id:
         fields["message_id"] = message_id
     if error:

@@ -25,7 +25,7 @@ from foundation_client import (
 from foundation_client._envelope import DEAD_LETTERS, EVENTS, GROUP, delayed, inbox
 
 REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL")
-pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs the project's Redis (make test)")
+pytestmark = pytest.mark.usefixtures("redis_url")
 
 FAST = MessagingConfig(
     max_attempts=3,

@@ -17,7 +17,7 @@ import redis
 from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
 
 REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL")
-pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs the project's Redis (make test)")
+pytestmark = pytest.mark.usefixtures("redis_url")
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent
 

@@ -11,19 +11,10 @@ import django_rq
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
-from rq import SimpleWorker
-from rq.timeouts import TimerDeathPenalty
 
 from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class ThreadWorker(SimpleWorker):
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self) -> None:
-        pass
 
 
 def run_async(coro):
@@ -39,7 +30,7 @@ def client(receiver: str, attempts: int) -> Messaging:
     )
 
 
-def test_an_admin_replays_a_dead_letter(page, live_server):
+def test_an_admin_replays_a_dead_letter(page, live_server, rq_burst):
     User.objects.create_superuser("ops", "o@example.com", "e2e-dead-letters-pass")
     receiver = f"e2e-{uuid.uuid4().hex[:8]}"
     django_rq.get_queue("default").empty()
@@ -72,8 +63,7 @@ def test_an_admin_replays_a_dead_letter(page, live_server):
     page.click("text=Replay selected")
     page.wait_for_selector("text=Replay of 1 dead letter(s) queued.")
 
-    queue = django_rq.get_queue("default")
-    ThreadWorker([queue], connection=queue.connection).work(burst=True)
+    rq_burst()
 
     got: list[Envelope] = []
 

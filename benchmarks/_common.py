@@ -1,0 +1,56 @@
+"""What every benchmark script needs: the services' environment, a database of its own, a free
+port, and one JSON line per figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DATABASE = "foundation_bench"
+
+
+def load_services_env(redis_db: int) -> str:
+    """Read ``.run/services.env`` and point the site at the benchmark database and at Redis
+    database ``redis_db``; return that Redis URL."""
+    env_file = ROOT / ".run" / "services.env"
+    if not env_file.exists():
+        sys.exit("start the services first: scripts/services start")
+    for line in env_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        os.environ.setdefault(key, value)
+    url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{redis_db}"
+    os.environ["REDIS_URL"] = url
+    pg = os.environ["FOUNDATION_PG_URL"].rsplit("/", 1)[0]
+    os.environ["DATABASE_URL"] = f"{pg}/{BENCH_DATABASE}"
+    os.environ.setdefault("DEBUG", "true")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["FOUNDATION_ENV_FILE"] = ""
+    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
+    os.environ.setdefault("FOUNDATION_MASTER_KEY", "A" * 43 + "=")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "foundation_site.settings"
+    return url
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["FOUNDATION_PG_URL"], autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE])
+        if not found.fetchone():
+            conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def emit(figure: str, value: float, unit: str, **extra: object) -> None:
+    print(
+        json.dumps({"figure": figure, "value": round(value, 4), "unit": unit, **extra}), flush=True
+    )
