@@ -1,4 +1,5 @@
-"""The message log (``message_logs``): one row per status event of a message."""
+"""The message log (``message_logs``): one row per status event of a message; and the
+recorder's ledger of the events-stream entries it has written (``message_log_events``)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ class MessageLog(models.Model):
     status = models.CharField(max_length=20, null=True, blank=True, choices=Status.choices)
     error_message = models.TextField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
-    # Beyond the seed: the conversation view, and idempotent recording (the events-stream entry
-    # a row came from; one entry can carry a batch of messages).
+    # Beyond the seed: the conversation view, and the events-stream entry a row came from (one
+    # entry can carry a batch of messages).
     correlation_id = models.CharField(max_length=100, null=True, blank=True)
     attempt = models.IntegerField(null=True, blank=True)
     event_id = models.CharField(max_length=40, null=True, blank=True)
@@ -43,14 +44,30 @@ class MessageLog(models.Model):
                 name="idx_messages_correlation",
                 condition=models.Q(correlation_id__isnull=False),
             ),
-        ]
-        constraints = [
-            # message_id first: the same index serves look-ups by message id.
-            models.UniqueConstraint(
-                fields=["message_id", "event_id"], name="uniq_message_log_event"
-            ),
+            models.Index(fields=["message_id"], name="idx_messages_message_id"),
         ]
         permissions = [("replay_messages", "Can replay dead letters and message history")]
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.sender}→{self.receiver} {self.status}"
+
+
+class RecordedEvent(models.Model):
+    """An events-stream entry whose rows are committed: what makes recording idempotent.
+
+    The recorder adds these in the transaction that writes the rows, and skips an entry already
+    here, so a batch delivered twice (its recorder died before acknowledging it) adds nothing.
+    Rows can then be written by COPY, which has no ON CONFLICT; a unique index on the message log
+    itself cost more than the rows. Only the entries the recorder group has not acknowledged are
+    ever delivered again, so the ledger is pruned behind that point and stays small.
+    """
+
+    pk = models.CompositePrimaryKey("ms", "seq")
+    ms = models.BigIntegerField()
+    seq = models.BigIntegerField()
+
+    class Meta:
+        db_table = "message_log_events"
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"

@@ -44,10 +44,14 @@ from foundation_client._envelope import (
     MalformedMessage,
     delayed,
     done_key,
+    dump_json,
     event_fields,
     inbox,
+    new_id,
+    new_ids,
 )
 from foundation_client._exceptions import MessageRejected, RequestTimeout
+from foundation_client._redis import connect
 
 logger = logging.getLogger("foundation_client.messaging")
 
@@ -121,13 +125,14 @@ class Messaging:
         self.agent = settings.agent_name
         self.config = config or MessagingConfig()
         # Typed loosely: redis-py's stream replies are nested unions the code below unpacks.
-        self._redis: Any = redis or aioredis.Redis.from_url(settings.redis_url)
+        self._redis: Any = redis or connect(settings.redis_url)
         self._owns_redis = redis is None
         self.consumer = consumer_name or (
             f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
         self._handlers: dict[str, tuple[Handler, bool]] = {}
         self._waiting: dict[str, asyncio.Future[Envelope]] = {}
+        self._valid_routes: set[tuple[str, str]] = set()
         self._ready = False
         self._last_trim = 0.0
         self._last_sweep = 0.0
@@ -199,31 +204,41 @@ class Messaging:
         payload: Any,
         correlation_id: str | None,
         reply_to: str | None = None,
+        message_id: str | None = None,
     ) -> Envelope:
-        if not isinstance(to_agent, str) or not AGENT_NAME.match(to_agent):
-            raise MessageRejected(f"{to_agent!r} is not an agent name")
-        if not isinstance(message_type, str) or not MESSAGE_TYPE.match(message_type):
-            raise MessageRejected(
-                f"{message_type!r} is not a message type (1-50 of A-Z a-z 0-9 _ . : -)"
-            )
+        if (to_agent, message_type) not in self._valid_routes:
+            self._check_route(to_agent, message_type)
         try:
-            text = json.dumps(payload, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
+            text = dump_json(payload)
+        except TypeError as exc:
             raise MessageRejected(f"payload is not JSON-serialisable: {exc}") from None
-        size = len(text.encode())
-        if size > self.config.max_payload_bytes:
+        if len(text) > self.config.max_payload_bytes:
             raise MessageRejected(
-                f"payload is {size} bytes; the limit is {self.config.max_payload_bytes}"
+                f"payload is {len(text)} bytes; the limit is {self.config.max_payload_bytes}"
             )
         return Envelope(
             sender=self.agent,
             receiver=to_agent,
             type=message_type,
             payload=payload,
+            id=message_id or new_id(),
             correlation_id=correlation_id,
             reply_to=reply_to,
             payload_json=text,
         )
+
+    def _check_route(self, to_agent: str, message_type: str) -> None:
+        """Refuse a receiver or type that is not a plain token; remember the good pairs (an agent
+        sends to few), so a batch checks each once."""
+        if not isinstance(to_agent, str) or not AGENT_NAME.match(to_agent):
+            raise MessageRejected(f"{to_agent!r} is not an agent name")
+        if not isinstance(message_type, str) or not MESSAGE_TYPE.match(message_type):
+            raise MessageRejected(
+                f"{message_type!r} is not a message type (1-50 of A-Z a-z 0-9 _ . : -)"
+            )
+        if len(self._valid_routes) >= 4096:
+            self._valid_routes.clear()
+        self._valid_routes.add((to_agent, message_type))
 
     async def send(
         self, to_agent: str, message_type: str, payload: Any, correlation_id: str | None = None
@@ -233,7 +248,12 @@ class Messaging:
 
     async def send_many(self, messages: list[tuple[str, str, Any, str | None]]) -> list[str]:
         """Send a batch in one transaction (all or nothing), with one ``sent`` event per message."""
-        envelopes = [self._envelope(*message) for message in messages]
+        # One read of the system's random source for the batch's ids, not one per message.
+        ids = new_ids(len(messages))
+        envelopes = [
+            self._envelope(to, kind, payload, correlation, None, ids[i])
+            for i, (to, kind, payload, correlation) in enumerate(messages)
+        ]
         return await self._write(envelopes)
 
     async def _write(self, envelopes: list[Envelope], status: str = "sent") -> list[str]:
@@ -242,7 +262,7 @@ class Messaging:
         texts = [e.to_json() for e in envelopes]
         await self._send(
             keys=[EVENTS, *(inbox(e.receiver) for e in envelopes)],
-            args=[status, repr(time.time()), "[" + ",".join(texts) + "]", *texts],
+            args=[status, repr(time.time()), b"[" + b",".join(texts) + b"]", *texts],
         )
         return [envelope.id for envelope in envelopes]
 
@@ -405,7 +425,7 @@ class Messaging:
                 for _, e, _ in done
             ]
             pipe.xadd(
-                EVENTS, {"status": "delivered", "at": repr(time.time()), "batch": json.dumps(batch)}
+                EVENTS, {"status": "delivered", "at": repr(time.time()), "batch": dump_json(batch)}
             )
             await pipe.execute()
 

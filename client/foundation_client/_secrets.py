@@ -29,6 +29,7 @@ from foundation_client._exceptions import (
     SecretUnavailable,
 )
 from foundation_client._http import AiohttpTransport, Transport, TransportError
+from foundation_client._redis import connect
 from foundation_client._sealing import open_sealed, sealing_context
 from foundation_client._wire import SECRETS_API_PATH, SECRETS_ROTATION_CHANNEL, RotationNotice
 
@@ -91,7 +92,7 @@ class SecretsClient:
         if not self._listen or self._listener is not None:
             return
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+            self._redis = connect(self.settings.redis_url)
         self._listener = asyncio.create_task(self._listen_for_rotations(), name="secrets-rotation")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), timeout=2.0)

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import time
 import uuid
 
@@ -22,7 +23,15 @@ from foundation_client import (
     RequestTimeout,
     trim_stream,
 )
-from foundation_client._envelope import DEAD_LETTERS, EVENTS, GROUP, delayed, inbox
+from foundation_client._envelope import (
+    DEAD_LETTERS,
+    EVENTS,
+    GROUP,
+    MalformedMessage,
+    delayed,
+    inbox,
+)
+from foundation_client._redis import HiredisConnection, connect
 
 REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL")
 pytestmark = pytest.mark.usefixtures("redis_url")
@@ -236,7 +245,12 @@ def test_a_message_without_a_handler_is_dead_lettered():
 
 @pytest.mark.parametrize(
     ("payload", "message"),
-    [({"x": {1, 2}}, "not JSON-serialisable"), ({"blob": "x" * 300_000}, "the limit is")],
+    [
+        ({"x": {1, 2}}, "not JSON-serialisable"),
+        ({1: "a key JSON would silently turn into a string"}, "not JSON-serialisable"),
+        ({"n": 2**70}, "not JSON-serialisable"),
+        ({"blob": "x" * 300_000}, "the limit is"),
+    ],
 )
 def test_bad_payloads_are_refused_at_send_and_nothing_is_written(payload, message):
     receiver = name("rx")
@@ -248,6 +262,79 @@ def test_bad_payloads_are_refused_at_send_and_nothing_is_written(payload, messag
 
     run(scenario())
     assert sync_redis().exists(inbox(receiver)) == 0
+
+
+def test_one_bad_message_refuses_the_whole_batch():
+    receiver = name("rx")
+
+    async def scenario():
+        async with Messaging(settings(name("tx"))) as tx:
+            await tx.send(receiver, "job", {})  # the pair (receiver, "job") is now known good
+            with pytest.raises(MessageRejected, match="is not an agent name"):
+                await tx.send_many(
+                    [(receiver, "job", {"n": 1}, None), ("Not An Agent", "job", {}, None)]
+                )
+            with pytest.raises(MessageRejected, match="is not a message type"):
+                await tx.send_many([(receiver, "job", {}, None), (receiver, "bad type!", {}, None)])
+
+    run(scenario())
+    assert sync_redis().xlen(inbox(receiver)) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "envelope is not JSON"),
+        (b"[1, 2]", "envelope is not an object"),
+        (b'{"id": "1", "sender": "a", "receiver": "b", "payload": 1}', "missing field(s): type"),
+        (b'{"id": "1", "sender": "a", "receiver": "b", "type": "t"}', "missing field(s): payload"),
+        (
+            b'{"id": "1", "sender": "a", "receiver": "b", "type": "t", "payload": 1, "attempt": 0}',
+            "attempt or created_at",
+        ),
+        (
+            b'{"id": "1", "sender": "a", "receiver": "b", "type": "t", "payload": 1, '
+            b'"created_at": "yesterday"}',
+            "attempt or created_at",
+        ),
+    ],
+)
+def test_an_envelope_that_is_not_one_says_why(raw, reason):
+    with pytest.raises(MalformedMessage, match=re.escape(reason)):
+        Envelope.from_json(raw)
+
+
+def test_an_envelope_survives_the_wire_unchanged():
+    envelope = Envelope(
+        sender="a",
+        receiver="b",
+        type="t",
+        payload={"text": "é \u2603", "n": [1, 2.5, None, True]},
+        correlation_id="c-1",
+        reply_to="a",
+    )
+    again = Envelope.from_entry({b"e": envelope.to_json()})
+    assert again == envelope
+    assert again.payload_text() == '{"text":"é \u2603","n":[1,2.5,null,true]}'
+
+
+def test_the_clients_redis_connections_pack_commands_with_hiredis():
+    async def scenario():
+        client = connect(REDIS_URL or "")
+        try:
+            key = f"test:{uuid.uuid4().hex}"
+            await client.hset(key, mapping={"s": "é", "b": b"\x00\xff", "i": 7, "f": 0.1})
+            values = await client.hgetall(key)
+            await client.delete(key)
+            connection = await client.connection_pool.get_connection()
+            await client.connection_pool.release(connection)
+            return values, type(connection)
+        finally:
+            await client.aclose()
+
+    values, connection_class = run(scenario())
+    assert values == {b"s": "é".encode(), b"b": b"\x00\xff", b"i": b"7", b"f": b"0.1"}
+    assert connection_class is HiredisConnection
 
 
 def test_dedupe_skips_a_message_id_already_handled():

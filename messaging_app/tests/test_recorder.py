@@ -12,7 +12,7 @@ from foundation_client import ClientSettings, Envelope, Messaging, MessagingConf
 from foundation_client._envelope import EVENTS
 from foundation_site.redis_client import get_redis
 from messaging_app import services
-from messaging_app.models import MessageLog
+from messaging_app.models import MessageLog, RecordedEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -137,3 +137,53 @@ def test_the_recorder_keeps_the_events_stream_bounded():
         pass
     assert redis.xlen(EVENTS) == 5
     assert MessageLog.objects.filter(message_id__startswith="t").count() == 20
+
+
+def test_the_ledger_keeps_only_what_could_be_delivered_again():
+    redis = get_redis()
+    recorder = services.Recorder(consumer="pruner", block_ms=0, trim_every=1e9)
+    for i in range(3):
+        redis.xadd(EVENTS, {"status": "sent", "message_id": f"p{i}", "at": "1"})
+    while recorder.step():
+        pass
+    # A fourth entry is read by a recorder that dies before writing it: it stays pending.
+    pending_id = redis.xadd(EVENTS, {"status": "sent", "message_id": "p3", "at": "1"})
+    redis.xreadgroup(services.RECORDER_GROUP, "dying", {EVENTS: ">"}, count=10)
+    assert RecordedEvent.objects.count() == 3
+    assert recorder.prune_ledger() == 3
+    assert RecordedEvent.objects.count() == 0
+    # The pending entry is recorded once, by whoever takes it over, even if offered twice.
+    heir = services.Recorder(consumer="heir", block_ms=0, reclaim_after_ms=0, trim_every=1e9)
+    while heir.step():
+        pass
+    assert services.record(redis.xrange(EVENTS, pending_id, pending_id)) == 0
+    assert list(RecordedEvent.objects.values_list("ms", "seq")) == [
+        tuple(int(part) for part in pending_id.decode().split("-"))
+    ]
+    assert heir.prune_ledger() == 1
+    assert MessageLog.objects.filter(message_id="p3").count() == 1
+
+
+def test_an_entry_the_database_refuses_is_skipped_and_the_rest_recorded():
+    redis = get_redis()
+    recorder = services.Recorder(consumer="x", block_ms=0, trim_every=1e9)
+    redis.xadd(EVENTS, {"status": "sent", "message_id": "good-1", "at": "1"})
+    # PostgreSQL refuses a NUL character in text; SQLite takes it. Either way nothing stalls.
+    redis.xadd(EVENTS, {"status": "failed", "message_id": "nul", "error": "a\x00b", "at": "1"})
+    redis.xadd(EVENTS, {"status": "sent", "message_id": "good-2", "at": "1"})
+    while recorder.step():
+        pass
+    recorded = set(MessageLog.objects.values_list("message_id", flat=True))
+    assert {"good-1", "good-2"} <= recorded
+    assert redis.xpending(EVENTS, services.RECORDER_GROUP)["pending"] == 0
+    assert services.record(redis.xrange(EVENTS)) == 0  # the refused one is not tried again
+
+
+def test_the_command_lowers_its_priority_unless_told_not_to(monkeypatch):
+    from django.core.management import call_command
+
+    niced: list[int] = []
+    monkeypatch.setattr("os.nice", niced.append)
+    call_command("messaging_recorder", "--once")
+    call_command("messaging_recorder", "--once", "--nice", "0")
+    assert niced == [10]

@@ -22,8 +22,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--batch", type=int, default=500)
         parser.add_argument("--once", action="store_true", help="record what is there and exit")
+        parser.add_argument(
+            "--nice",
+            type=int,
+            default=10,
+            help="CPU niceness to add (default 10): on a busy host, delivery comes first and the "
+            "log catches up when the agents leave it room; 0 to run at normal priority",
+        )
 
-    def handle(self, *args: Any, batch: int, once: bool, **options: Any) -> None:
+    def handle(self, *args: Any, batch: int, once: bool, nice: int, **options: Any) -> None:
+        if nice:
+            os.nice(nice)
         recorder = Recorder(consumer=f"{socket.gethostname()}-{os.getpid()}", batch=batch)
         stopping = False
 
