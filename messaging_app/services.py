@@ -198,8 +198,8 @@ class Recorder:
     """Consumes the events stream in the group ``recorder`` and writes ``MessageLog`` rows.
 
     Entries are acknowledged only after their rows are committed, so a recorder that dies
-    loses nothing: another (or the same, restarted) reclaims them and the unique
-    (event_id, message_id) constraint keeps the rows single.
+    loses nothing: another (or the same, restarted) reclaims them, and the ledger
+    (``RecordedEvent``) keeps the rows single.
     """
 
     consumer: str
