@@ -133,6 +133,7 @@ class Messaging:
         self._handlers: dict[str, tuple[Handler, bool]] = {}
         self._waiting: dict[str, asyncio.Future[Envelope]] = {}
         self._valid_routes: set[tuple[str, str]] = set()
+        self._prefetched: list[tuple[bytes, dict[Any, Any], int]] = []
         self._ready = False
         self._last_trim = 0.0
         self._last_sweep = 0.0
@@ -302,9 +303,9 @@ class Messaging:
         await self.start()
         stop = stop or asyncio.Event()
         delay = 0.5
-        while not stop.is_set():
+        while not stop.is_set() or self._prefetched:
             try:
-                await self.process_once()
+                await self.process_once(prefetch=not stop.is_set())
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
@@ -313,8 +314,13 @@ class Messaging:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def process_once(self, block_ms: int | None = None) -> int:
-        """One round: due retries, reclaimed entries, new entries. Returns entries handled."""
+    async def process_once(self, block_ms: int | None = None, *, prefetch: bool = True) -> int:
+        """One round: due retries, reclaimed entries, new entries. Returns entries handled.
+
+        With ``prefetch``, the acknowledgement of this round's entries also reads the next
+        batch, in one round trip; they are handled first in the next round (``run`` handles
+        what it prefetched before it returns).
+        """
         await self.start()
         stream = inbox(self.agent)
         now = time.monotonic()
@@ -327,16 +333,20 @@ class Messaging:
                 keys=[delayed(self.agent), stream], args=[repr(time.time()), self.config.batch]
             )
             entries = await self._reclaim(stream)
-        if not entries:
+        if not entries and self._prefetched:
+            entries, self._prefetched = self._prefetched, []
+        elif not entries:
             block = self.config.block_ms if block_ms is None else block_ms
             response = await self._redis.xreadgroup(
                 GROUP, self.consumer, {stream: ">"}, count=self.config.batch, block=block or None
             )
-            entries = [
-                (entry_id, fields, 1) for _, batch in response or [] for entry_id, fields in batch
-            ]
+            entries = _unpack(response)
+            now = time.monotonic()
         if entries:
-            await self._handle(stream, entries)
+            done = await self._handle(stream, entries, read_at=now)
+            more = prefetch and not self._prefetched
+            if done or more:
+                await self._ack(stream, done, prefetch=more)
         if time.monotonic() - self._last_trim > self.config.trim_every:
             self._last_trim = time.monotonic()
             await trim_stream(
@@ -363,9 +373,23 @@ class Messaging:
         logger.info("reclaimed %d entries left pending by a dead consumer", len(out))
         return out
 
-    async def _handle(self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]]) -> None:
+    async def _handle(
+        self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]], *, read_at: float
+    ) -> list[tuple[bytes, Envelope, bool]]:
+        """Run the handlers; failures and dead letters are settled here, one by one. Returns
+        the entries to acknowledge."""
         done: list[tuple[bytes, Envelope, bool]] = []
-        for entry_id, fields, deliveries in entries:
+        for index, (entry_id, fields, deliveries) in enumerate(entries):
+            if time.monotonic() - read_at > self.config.visibility_timeout / 2:
+                # Slow handlers: the rest of this batch would soon look abandoned and be claimed
+                # by another consumer. Acknowledge what is done, and claim what waits again,
+                # which resets its idle time (JUSTID leaves its delivery count alone).
+                if done:
+                    await self._ack(stream, done, prefetch=False)
+                    done = []
+                rest = [entry[0] for entry in entries[index:]]
+                await self._redis.xclaim(stream, GROUP, self.consumer, 0, rest, justid=True)
+                read_at = time.monotonic()
             try:
                 envelope = Envelope.from_entry(fields)
             except MalformedMessage as exc:
@@ -404,30 +428,39 @@ class Messaging:
                 await self._failed(stream, entry_id, envelope, f"{type(exc).__name__}: {exc}")
             else:
                 done.append((entry_id, envelope, dedupe))
-        if done:
-            await self._ack(stream, done)
+        return done
 
-    async def _ack(self, stream: str, done: list[tuple[bytes, Envelope, bool]]) -> None:
+    async def _ack(
+        self, stream: str, done: list[tuple[bytes, Envelope, bool]], *, prefetch: bool
+    ) -> None:
+        """Acknowledge ``done`` with their ``delivered`` event in one transaction; with
+        ``prefetch``, read the next batch in the same round trip (without blocking)."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(stream, GROUP, *[entry_id for entry_id, _, _ in done])
-            for _, envelope, dedupe in done:
-                if dedupe:
-                    pipe.set(done_key(self.agent, envelope.id), b"1", ex=self.config.dedupe_ttl)
-            batch = [
-                {
-                    "id": e.id,
-                    "sender": e.sender,
-                    "receiver": e.receiver,
-                    "type": e.type,
-                    "correlation_id": e.correlation_id or "",
-                    "attempt": e.attempt,
-                }
-                for _, e, _ in done
-            ]
-            pipe.xadd(
-                EVENTS, {"status": "delivered", "at": repr(time.time()), "batch": dump_json(batch)}
-            )
-            await pipe.execute()
+            if done:
+                pipe.xack(stream, GROUP, *[entry_id for entry_id, _, _ in done])
+                for _, envelope, dedupe in done:
+                    if dedupe:
+                        pipe.set(done_key(self.agent, envelope.id), b"1", ex=self.config.dedupe_ttl)
+                batch = [
+                    {
+                        "id": e.id,
+                        "sender": e.sender,
+                        "receiver": e.receiver,
+                        "type": e.type,
+                        "correlation_id": e.correlation_id or "",
+                        "attempt": e.attempt,
+                    }
+                    for _, e, _ in done
+                ]
+                pipe.xadd(
+                    EVENTS,
+                    {"status": "delivered", "at": repr(time.time()), "batch": dump_json(batch)},
+                )
+            if prefetch:
+                pipe.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.config.batch)
+            results = await pipe.execute()
+        if prefetch:
+            self._prefetched = _unpack(results[-1])
 
     async def _failed(self, stream: str, entry_id: bytes, envelope: Envelope, error: str) -> None:
         if envelope.attempt >= self.config.max_attempts:
@@ -516,6 +549,11 @@ async def trim_stream(
         if summary["pending"]:
             target = min(target, _parse_id(summary["min"]))
     return int(await redis.xtrim(stream, minid=f"{target[0]}-{target[1]}", approximate=False))
+
+
+def _unpack(response: Any) -> list[tuple[bytes, dict[Any, Any], int]]:
+    """XREADGROUP's reply as (entry id, fields, deliveries so far) for ``_handle``."""
+    return [(entry_id, fields, 1) for _, batch in response or [] for entry_id, fields in batch]
 
 
 def _parse_id(raw: bytes | str) -> tuple[int, int]:

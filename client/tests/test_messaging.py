@@ -188,6 +188,66 @@ def test_entries_left_pending_by_a_dead_consumer_are_reclaimed():
     assert waited >= 0.2  # not before the visibility timeout (0.3 s, less time already spent)
 
 
+def test_a_slow_batch_keeps_its_entries_from_being_claimed_by_another_consumer():
+    receiver = name("rx")
+    handled: list[tuple[str, int]] = []
+
+    async def scenario():
+        config = MessagingConfig(visibility_timeout=0.3, block_ms=20, sweep_every=0.01)
+        async with (
+            Messaging(settings(receiver), config=config, consumer_name="slow") as slow,
+            Messaging(settings(receiver), config=config, consumer_name="eager") as eager,
+        ):
+
+            def handler(who: str):
+                async def handle(envelope: Envelope) -> None:
+                    handled.append((who, envelope.payload["n"]))
+                    if who == "slow":
+                        await asyncio.sleep(0.12)  # 4 of these outlast the visibility timeout
+
+                return handle
+
+            slow.on("job", handler("slow"))
+            eager.on("job", handler("eager"))
+            await slow.send_many([(receiver, "job", {"n": n}, None) for n in range(4)])
+            stop = asyncio.Event()
+            loops = [asyncio.create_task(slow.run(stop))]
+            while not handled:  # "slow" has read all four; "eager" could only claim them
+                await asyncio.sleep(0.005)
+            loops.append(asyncio.create_task(eager.run(stop)))
+            await asyncio.sleep(0.9)
+            stop.set()
+            await asyncio.gather(*loops)
+            return await slow._redis.xpending(inbox(receiver), GROUP)
+
+    pending = run(scenario())
+    assert sorted(handled) == [("slow", 0), ("slow", 1), ("slow", 2), ("slow", 3)]
+    assert pending["pending"] == 0
+
+
+def test_a_stopped_loop_handles_what_it_read_ahead_before_returning():
+    receiver = name("rx")
+    handled: list[int] = []
+
+    async def scenario():
+        config = MessagingConfig(batch=2, block_ms=20)
+        async with Messaging(settings(receiver), config=config) as rx:
+            stop = asyncio.Event()
+
+            async def handle(envelope: Envelope) -> None:
+                handled.append(envelope.payload["n"])
+                stop.set()  # asked to stop while the next batch is being read ahead
+
+            rx.on("job", handle)
+            await rx.send_many([(receiver, "job", {"n": n}, None) for n in range(4)])
+            await rx.run(stop)
+            return await rx._redis.xpending(inbox(receiver), GROUP)
+
+    pending = run(scenario())
+    assert handled == [0, 1, 2, 3]
+    assert pending["pending"] == 0
+
+
 def test_a_message_that_keeps_killing_its_consumer_is_dead_lettered():
     receiver = name("rx")
 
