@@ -314,12 +314,13 @@ class Messaging:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def process_once(self, block_ms: int | None = None, *, prefetch: bool = True) -> int:
+    async def process_once(self, block_ms: int | None = None, *, prefetch: bool = False) -> int:
         """One round: due retries, reclaimed entries, new entries. Returns entries handled.
 
-        With ``prefetch``, the acknowledgement of this round's entries also reads the next
-        batch, in one round trip; they are handled first in the next round (``run`` handles
-        what it prefetched before it returns).
+        With ``prefetch`` (what ``run`` does), the acknowledgement of this round's entries also
+        reads the next batch, in one round trip, to be handled first in the next round. A
+        caller that prefetches must call again until nothing is left read ahead: entries read
+        and never handled wait for the visibility timeout.
         """
         await self.start()
         stream = inbox(self.agent)
