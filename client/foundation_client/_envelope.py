@@ -56,7 +56,9 @@ def done_key(agent: str, message_id: str) -> str:
 def dump_json(value: Any) -> bytes:
     """Compact JSON by orjson: messaging's hot path makes two documents a message, and the
     standard library's encoder was a third of a producer's time. Raises ``TypeError`` for what
-    JSON cannot hold (sets, non-string keys, integers beyond 64 bits)."""
+    JSON cannot hold exactly (sets, non-string keys, integers beyond 64 bits). Datetimes, UUIDs,
+    enums and dataclasses become their JSON forms (RFC 3339 text, text, value, object), and NaN
+    and infinities become null, as in JavaScript."""
     return orjson.dumps(value)
 
 

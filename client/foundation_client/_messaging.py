@@ -207,7 +207,11 @@ class Messaging:
         reply_to: str | None = None,
         message_id: str | None = None,
     ) -> Envelope:
-        if (to_agent, message_type) not in self._valid_routes:
+        if (
+            type(to_agent) is not str
+            or type(message_type) is not str
+            or (to_agent, message_type) not in self._valid_routes
+        ):
             self._check_route(to_agent, message_type)
         try:
             text = dump_json(payload)
@@ -244,7 +248,8 @@ class Messaging:
     async def send(
         self, to_agent: str, message_type: str, payload: Any, correlation_id: str | None = None
     ) -> str:
-        """Send one message; return its id. Refused at once: a payload not JSON, or too big."""
+        """Send one message; return its id. Refused at once (``MessageRejected``): a payload JSON
+        cannot hold, or one too big (see ``dump_json`` for what JSON holds)."""
         return (await self.send_many([(to_agent, message_type, payload, correlation_id)]))[0]
 
     async def send_many(self, messages: list[tuple[str, str, Any, str | None]]) -> list[str]:
@@ -310,6 +315,11 @@ class Messaging:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if stop.is_set():
+                    # Stopping with Redis away: what was read ahead stays pending and goes to
+                    # another consumer after the visibility timeout.
+                    self._prefetched = []
+                    return
                 logger.warning("messaging loop: %s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -342,9 +352,8 @@ class Messaging:
                 GROUP, self.consumer, {stream: ">"}, count=self.config.batch, block=block or None
             )
             entries = _unpack(response)
-            now = time.monotonic()
         if entries:
-            done = await self._handle(stream, entries, read_at=now)
+            done = await self._handle(stream, entries)
             more = prefetch and not self._prefetched
             if done or more:
                 await self._ack(stream, done, prefetch=more)
@@ -375,22 +384,36 @@ class Messaging:
         return out
 
     async def _handle(
-        self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]], *, read_at: float
+        self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]]
     ) -> list[tuple[bytes, Envelope, bool]]:
         """Run the handlers; failures and dead letters are settled here, one by one. Returns
         the entries to acknowledge."""
+        keeper = asyncio.create_task(self._keep_claimed(stream, [e[0] for e in entries]))
+        try:
+            return await self._handle_all(stream, entries)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_claimed(self, stream: str, entry_ids: list[bytes]) -> None:
+        """While a batch is in hand, claim its entries (and those read ahead) again every third
+        of the visibility timeout: slow handlers (an LLM call can take minutes) must not make
+        this live consumer look dead to the others. XCLAIM resets an entry's idle time, JUSTID
+        leaves its delivery count alone, and entries already acknowledged are not claimed."""
+        while True:
+            await asyncio.sleep(self.config.visibility_timeout / 3)
+            ids = entry_ids + [entry[0] for entry in self._prefetched]
+            try:
+                await self._redis.xclaim(stream, GROUP, self.consumer, 0, ids, justid=True)
+            except RedisError as exc:
+                logger.warning("could not extend the claim on %d entries: %s", len(ids), exc)
+
+    async def _handle_all(
+        self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]]
+    ) -> list[tuple[bytes, Envelope, bool]]:
         done: list[tuple[bytes, Envelope, bool]] = []
-        for index, (entry_id, fields, deliveries) in enumerate(entries):
-            if time.monotonic() - read_at > self.config.visibility_timeout / 2:
-                # Slow handlers: the rest of this batch would soon look abandoned and be claimed
-                # by another consumer. Acknowledge what is done, and claim what waits again,
-                # which resets its idle time (JUSTID leaves its delivery count alone).
-                if done:
-                    await self._ack(stream, done, prefetch=False)
-                    done = []
-                rest = [entry[0] for entry in entries[index:]]
-                await self._redis.xclaim(stream, GROUP, self.consumer, 0, rest, justid=True)
-                read_at = time.monotonic()
+        for entry_id, fields, deliveries in entries:
             try:
                 envelope = Envelope.from_entry(fields)
             except MalformedMessage as exc:

@@ -189,6 +189,8 @@ def test_entries_left_pending_by_a_dead_consumer_are_reclaimed():
 
 
 def test_a_slow_batch_keeps_its_entries_from_being_claimed_by_another_consumer():
+    """Four handlers of 0.12 s, and one of 0.45 s: each longer than the whole visibility
+    timeout (0.3 s), while another consumer looks for abandoned entries every 10 ms."""
     receiver = name("rx")
     handled: list[tuple[str, int]] = []
 
@@ -203,25 +205,25 @@ def test_a_slow_batch_keeps_its_entries_from_being_claimed_by_another_consumer()
                 async def handle(envelope: Envelope) -> None:
                     handled.append((who, envelope.payload["n"]))
                     if who == "slow":
-                        await asyncio.sleep(0.12)  # 4 of these outlast the visibility timeout
+                        await asyncio.sleep(0.45 if envelope.payload["n"] == 4 else 0.12)
 
                 return handle
 
             slow.on("job", handler("slow"))
             eager.on("job", handler("eager"))
-            await slow.send_many([(receiver, "job", {"n": n}, None) for n in range(4)])
+            await slow.send_many([(receiver, "job", {"n": n}, None) for n in range(5)])
             stop = asyncio.Event()
             loops = [asyncio.create_task(slow.run(stop))]
-            while not handled:  # "slow" has read all four; "eager" could only claim them
+            while not handled:  # "slow" has read all five; "eager" could only claim them
                 await asyncio.sleep(0.005)
             loops.append(asyncio.create_task(eager.run(stop)))
-            await asyncio.sleep(0.9)
+            await asyncio.sleep(1.4)
             stop.set()
             await asyncio.gather(*loops)
             return await slow._redis.xpending(inbox(receiver), GROUP)
 
     pending = run(scenario())
-    assert sorted(handled) == [("slow", 0), ("slow", 1), ("slow", 2), ("slow", 3)]
+    assert sorted(handled) == [("slow", n) for n in range(5)]
     assert pending["pending"] == 0
 
 
@@ -246,6 +248,31 @@ def test_a_stopped_loop_handles_what_it_read_ahead_before_returning():
     pending = run(scenario())
     assert handled == [0, 1, 2, 3]
     assert pending["pending"] == 0
+
+
+def test_stopping_with_redis_gone_returns_and_leaves_what_was_read_ahead_pending():
+    async def scenario():
+        rx = Messaging(settings(name("rx")), config=FAST)
+        await rx.start()
+        rx._prefetched = [(b"1-0", {b"e": b"{}"}, 1)]
+        await rx._redis.aclose()
+        rx._redis = connect("redis://127.0.0.1:1")  # nothing listens there
+        stop = asyncio.Event()
+        stop.set()
+        await asyncio.wait_for(rx.run(stop), timeout=5)
+        return rx._prefetched
+
+    assert run(scenario()) == []
+
+
+@pytest.mark.parametrize("receiver", [["a", "list"], None, 7])
+def test_a_receiver_that_is_not_text_is_refused(receiver):
+    async def scenario():
+        async with Messaging(settings(name("tx"))) as tx:
+            with pytest.raises(MessageRejected, match="is not an agent name"):
+                await tx.send(receiver, "job", {})
+
+    run(scenario())
 
 
 def test_a_message_that_keeps_killing_its_consumer_is_dead_lettered():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
@@ -141,7 +142,9 @@ def test_the_recorder_keeps_the_events_stream_bounded():
 
 def test_the_ledger_keeps_only_what_could_be_delivered_again():
     redis = get_redis()
-    recorder = services.Recorder(consumer="pruner", block_ms=0, trim_every=1e9)
+    recorder = services.Recorder(
+        consumer="pruner", block_ms=0, trim_every=1e9, ledger_keep_seconds=0
+    )
     for i in range(3):
         redis.xadd(EVENTS, {"status": "sent", "message_id": f"p{i}", "at": "1"})
     while recorder.step():
@@ -150,10 +153,14 @@ def test_the_ledger_keeps_only_what_could_be_delivered_again():
     pending_id = redis.xadd(EVENTS, {"status": "sent", "message_id": "p3", "at": "1"})
     redis.xreadgroup(services.RECORDER_GROUP, "dying", {EVENTS: ">"}, count=10)
     assert RecordedEvent.objects.count() == 3
+    # By default recent entries are kept anyway (a stalled recorder may still hold one).
+    assert services.Recorder(consumer="cautious", block_ms=0).prune_ledger() == 0
     assert recorder.prune_ledger() == 3
     assert RecordedEvent.objects.count() == 0
     # The pending entry is recorded once, by whoever takes it over, even if offered twice.
-    heir = services.Recorder(consumer="heir", block_ms=0, reclaim_after_ms=0, trim_every=1e9)
+    heir = services.Recorder(
+        consumer="heir", block_ms=0, reclaim_after_ms=0, trim_every=1e9, ledger_keep_seconds=0
+    )
     while heir.step():
         pass
     assert services.record(redis.xrange(EVENTS, pending_id, pending_id)) == 0
@@ -164,15 +171,22 @@ def test_the_ledger_keeps_only_what_could_be_delivered_again():
     assert MessageLog.objects.filter(message_id="p3").count() == 1
 
 
-def test_an_entry_the_database_refuses_is_skipped_and_the_rest_recorded():
+def test_an_entry_the_database_refuses_is_skipped_and_the_rest_recorded(caplog):
     redis = get_redis()
     recorder = services.Recorder(consumer="x", block_ms=0, trim_every=1e9)
     redis.xadd(EVENTS, {"status": "sent", "message_id": "good-1", "at": "1"})
     # PostgreSQL refuses a NUL character in text; SQLite takes it. Either way nothing stalls.
     redis.xadd(EVENTS, {"status": "failed", "message_id": "nul", "error": "a\x00b", "at": "1"})
     redis.xadd(EVENTS, {"status": "sent", "message_id": "good-2", "at": "1"})
-    while recorder.step():
-        pass
+    # jsonb refuses \u0000; PostgreSQL's error quotes the row, which must not reach the log.
+    redis.xadd(
+        EVENTS,
+        {"status": "replayed", "message_id": "nul-2", "payload": '"\\u0000canary-value"'},
+    )
+    with caplog.at_level(logging.WARNING, logger="foundation.messaging"):
+        while recorder.step():
+            pass
+    assert "canary-value" not in caplog.text
     recorded = set(MessageLog.objects.values_list("message_id", flat=True))
     assert {"good-1", "good-2"} <= recorded
     assert redis.xpending(EVENTS, services.RECORDER_GROUP)["pending"] == 0
@@ -180,10 +194,13 @@ def test_an_entry_the_database_refuses_is_skipped_and_the_rest_recorded():
 
 
 def test_the_command_lowers_its_priority_unless_told_not_to(monkeypatch):
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
     niced: list[int] = []
     monkeypatch.setattr("os.nice", niced.append)
     call_command("messaging_recorder", "--once")
     call_command("messaging_recorder", "--once", "--nice", "0")
+    assert niced == [10]
+    with pytest.raises(CommandError, match="0 or more"):
+        call_command("messaging_recorder", "--once", "--nice", "-5")
     assert niced == [10]

@@ -126,6 +126,27 @@ def test_a_time_range_is_replayed_for_one_receiver(admin_user):
         services.replay_range(receiver, now, now, actor=admin_user)
 
 
+def test_a_logged_payload_the_wire_cannot_carry_is_skipped_and_the_rest_replayed(admin_user):
+    receiver = f"rr-{uuid.uuid4().hex[:8]}"
+    now = timezone.now()
+    for message_id, payload in (("huge", {"n": 2**70}), ("fine", {"n": 1})):
+        MessageLog.objects.create(
+            message_id=message_id,
+            sender="a",
+            receiver=receiver,
+            message_type="job",
+            payload=payload,
+            status="sent",
+            created_at=now - timedelta(minutes=1),
+        )
+    count = services.replay_range(receiver, now - timedelta(minutes=2), now, actor=admin_user)
+    assert count == 1
+    assert [e.id for e in consume(receiver)] == ["fine"]
+    audit = AuditLog.objects.get(action="replay_range")
+    assert (audit.success, audit.metadata["skipped"]) == (False, ["huge"])
+    assert "not replayable" in audit.error_message
+
+
 def test_the_replay_jobs_take_ids_and_a_user_id(admin_user):
     from messaging_app import jobs
 

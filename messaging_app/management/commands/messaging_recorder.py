@@ -9,7 +9,7 @@ import socket
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from messaging_app.services import Recorder
 
@@ -31,8 +31,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, batch: int, once: bool, nice: int, **options: Any) -> None:
+        if nice < 0:
+            raise CommandError("--nice must be 0 or more: the recorder never outranks delivery")
         if nice:
-            os.nice(nice)
+            os.nice(nice)  # this process only: its PostgreSQL backend keeps its priority
         recorder = Recorder(consumer=f"{socket.gethostname()}-{os.getpid()}", batch=batch)
         stopping = False
 
