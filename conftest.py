@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+
+from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
 
 
 @pytest.fixture
@@ -168,3 +173,86 @@ def rq_burst():
         ThreadWorker([queue], connection=queue.connection).work(burst=True)
 
     return run
+
+
+@pytest.fixture
+def flaky_rotator(settings) -> str:
+    """A rotation provider whose API is down; returns its name, for ``provider=``."""
+    settings.SECRETS_ROTATORS = {
+        "default": "secrets_app.rotators.random_urlsafe",
+        "flaky": "secrets_app.tests.rotators.broken_rotator",
+    }
+    return "flaky"
+
+
+@pytest.fixture
+def queue():
+    """The default RQ queue, empty before and after; enqueues commit at once (no on_commit)."""
+    import django_rq
+
+    q = django_rq.get_queue("default", commit_mode="auto")
+    q.empty()
+    yield q
+    q.empty()
+
+
+def run_async(coro):
+    """Run a coroutine to its end from sync test code, in a thread of its own: Playwright's
+    sync API keeps an event loop running in the test's thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class MessagingDriver:
+    """An agent's side of messaging, for site tests: make dead letters, receive messages."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+
+    def _client(self, receiver: str, attempts: int) -> Messaging:
+        return Messaging(
+            ClientSettings(agent_name=receiver, redis_url=self.redis_url),
+            config=MessagingConfig(max_attempts=attempts, block_ms=20),
+        )
+
+    def dead_letter(self, receiver: str, payload: object, error: str) -> str:
+        """Send ``receiver`` one message whose handler raises RuntimeError(error): dead at once
+        (max_attempts=1). Returns its id."""
+
+        async def scenario() -> str:
+            async with self._client(receiver, 1) as m:
+
+                async def bad(envelope: Envelope) -> None:
+                    raise RuntimeError(error)
+
+                m.on("job", bad)
+                message_id = await m.send(receiver, "job", payload)
+                for _ in range(20):
+                    await m.process_once(block_ms=0)
+                    await asyncio.sleep(0.002)
+                return message_id
+
+        return run_async(scenario())
+
+    def consume(self, receiver: str) -> list[Envelope]:
+        """The ``job`` messages waiting for ``receiver``, handled successfully."""
+        got: list[Envelope] = []
+
+        async def scenario() -> None:
+            async with self._client(receiver, 3) as m:
+
+                async def good(envelope: Envelope) -> None:
+                    got.append(envelope)
+
+                m.on("job", good)
+                for _ in range(20):
+                    await m.process_once(block_ms=0)
+                    await asyncio.sleep(0.002)
+
+        run_async(scenario())
+        return got
+
+
+@pytest.fixture
+def agent_messaging(settings) -> MessagingDriver:
+    return MessagingDriver(settings.REDIS_URL)

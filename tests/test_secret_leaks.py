@@ -9,7 +9,6 @@ import uuid
 import zlib
 from datetime import timedelta
 
-import django_rq
 import pytest
 import redis
 from django.conf import settings
@@ -91,6 +90,7 @@ def test_a_canary_value_leaks_nowhere(
     capfd,
     django_capture_on_commit_callbacks,
     rq_burst,
+    queue,
 ):
     caplog.set_level(logging.DEBUG)
     canary = f"canary-{uuid.uuid4().hex}"
@@ -98,7 +98,6 @@ def test_a_canary_value_leaks_nowhere(
     private, public = generate_keypair()
     _, sealed_token = make_agent("sealed_agent", public_key=public)
     _, plain_token = make_agent("plain_agent")
-    django_rq.get_queue("default").empty()
 
     def read(token: str) -> dict:
         response = admin_client.get(
@@ -131,8 +130,8 @@ def test_a_canary_value_leaks_nowhere(
         SecretMetadata.objects.filter(pk=secret.pk).update(
             last_rotated=timezone.now() - timedelta(days=2)
         )
-        # autocommit: enqueue now, not when the test's transaction (which never commits) ends.
-        queue = django_rq.get_queue("default", commit_mode="auto")
+        # The fixture's queue enqueues at once, not when the test's transaction (which never
+        # commits) ends.
         job = queue.enqueue(rotate_due_secrets)
         rq_burst(queue)
         assert job.get_status(refresh=True) == "finished"

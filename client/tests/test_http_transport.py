@@ -15,6 +15,17 @@ async def serve(handler):
     return server, server.sockets[0].getsockname()[1]
 
 
+async def get_once(handler, *, bearer: str = "t", timeout: float = 2.0, path: str = "/x"):
+    """One GET through the transport to a server answering with ``handler``."""
+    server, port = await serve(handler)
+    transport = AiohttpTransport(f"http://127.0.0.1:{port}", bearer, timeout)
+    try:
+        return await transport.get_json(path)
+    finally:
+        await transport.close()
+        server.close()
+
+
 def test_it_sends_the_token_and_parses_json():
     seen: dict[str, str] = {}
 
@@ -34,16 +45,8 @@ def test_it_sends_the_token_and_parses_json():
         await writer.drain()
         writer.close()
 
-    async def scenario():
-        server, port = await serve(handler)
-        transport = AiohttpTransport(f"http://127.0.0.1:{port}", "fdn_secret_token", 2.0)
-        try:
-            return await transport.get_json("/api/v1/secrets/k")
-        finally:
-            await transport.close()
-            server.close()
-
-    assert asyncio.run(scenario()) == (200, {"name": "k", "version": 1, "value": "v"})
+    answer = asyncio.run(get_once(handler, bearer="fdn_secret_token", path="/api/v1/secrets/k"))
+    assert answer == (200, {"name": "k", "version": 1, "value": "v"})
     assert seen["authorization"] == "Bearer fdn_secret_token"
 
 
@@ -54,16 +57,7 @@ def test_a_non_json_answer_is_an_empty_body():
         await writer.drain()
         writer.close()
 
-    async def scenario():
-        server, port = await serve(handler)
-        transport = AiohttpTransport(f"http://127.0.0.1:{port}", "t", 2.0)
-        try:
-            return await transport.get_json("/x")
-        finally:
-            await transport.close()
-            server.close()
-
-    assert asyncio.run(scenario()) == (502, {})
+    assert asyncio.run(get_once(handler)) == (502, {})
 
 
 def test_a_refused_connection_is_a_transport_error():
@@ -86,14 +80,5 @@ def test_silence_is_a_timeout():
     async def handler(reader, writer):
         await asyncio.sleep(5)
 
-    async def scenario():
-        server, port = await serve(handler)
-        transport = AiohttpTransport(f"http://127.0.0.1:{port}", "t", 0.2)
-        try:
-            await transport.get_json("/x")
-        finally:
-            await transport.close()
-            server.close()
-
     with pytest.raises(TransportError, match="did not answer in time"):
-        asyncio.run(scenario())
+        asyncio.run(get_once(handler, timeout=0.2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -53,7 +54,9 @@ def settings(agent: str) -> ClientSettings:
     return ClientSettings(agent_name=agent, redis_url=REDIS_URL or "redis://localhost")
 
 
+@functools.cache
 def sync_redis():
+    """One client for the module: the drain loops poll through it every few milliseconds."""
     return redis.Redis.from_url(REDIS_URL or "")
 
 

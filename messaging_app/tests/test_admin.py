@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 
 import django_rq
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
 from audit_app.models import AuditLog
-from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
 from messaging_app import services
 from messaging_app.models import MessageLog
 
@@ -25,40 +22,12 @@ STREAMS = reverse("admin:messaging_streams")
 RANGE = reverse("admin:messaging_replay_range")
 
 
-def dead_letter(receiver: str) -> str:
-    async def scenario() -> str:
-        url = django_settings.REDIS_URL
-        config = MessagingConfig(max_attempts=1)
-        async with Messaging(
-            ClientSettings(agent_name=receiver, redis_url=url), config=config
-        ) as m:
-
-            async def bad(envelope: Envelope) -> None:
-                raise RuntimeError("broken handler")
-
-            m.on("job", bad)
-            message_id = await m.send(receiver, "job", {"k": "v"})
-            for _ in range(10):
-                await m.process_once(block_ms=0)
-            return message_id
-
-    return asyncio.run(scenario())
-
-
-@pytest.fixture
-def queue():
-    q = django_rq.get_queue("default", commit_mode="auto")
-    q.empty()
-    yield q
-    q.empty()
-
-
 def test_the_dead_letters_page_lists_them_and_queues_a_replay(
-    admin_client, admin_user, queue, monkeypatch
+    admin_client, admin_user, queue, monkeypatch, agent_messaging
 ):
     monkeypatch.setattr(django_rq, "enqueue", queue.enqueue)
     receiver = f"adm-{uuid.uuid4().hex[:8]}"
-    message_id = dead_letter(receiver)
+    message_id = agent_messaging.dead_letter(receiver, {"k": "v"}, "broken handler")
     page = admin_client.get(DEAD, {"receiver": receiver})
     assert page.status_code == 200
     html = page.content.decode()
@@ -111,8 +80,8 @@ def test_the_replay_range_form_validates_and_queues(admin_client, admin_user, qu
     assert AuditLog.objects.get(action="replay_range_requested").actor == "admin"
 
 
-def test_the_stream_health_page_answers(admin_client):
-    dead_letter(f"sh-{uuid.uuid4().hex[:8]}")
+def test_the_stream_health_page_answers(admin_client, agent_messaging):
+    agent_messaging.dead_letter(f"sh-{uuid.uuid4().hex[:8]}", {"k": "v"}, "broken handler")
     html = admin_client.get(STREAMS).content.decode()
     assert "foundation:msg:dead" in html
 

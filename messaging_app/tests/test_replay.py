@@ -11,7 +11,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from audit_app.models import AuditLog
-from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
+from foundation_client import ClientSettings, Messaging
 from foundation_client._envelope import DEAD_LETTERS, inbox
 from foundation_site.redis_client import get_redis
 from messaging_app import services
@@ -19,64 +19,21 @@ from messaging_app.models import MessageLog
 
 pytestmark = pytest.mark.django_db
 
-FAST = MessagingConfig(max_attempts=1, block_ms=20)
 
-
-def client(name: str) -> Messaging:
-    return Messaging(
-        ClientSettings(agent_name=name, redis_url=django_settings.REDIS_URL), config=FAST
-    )
-
-
-def kill_one(receiver: str) -> str:
-    """Send one message whose handler fails: dead at once (max_attempts=1)."""
-
-    async def scenario() -> str:
-        async with client(receiver) as m:
-
-            async def bad(envelope: Envelope) -> None:
-                raise RuntimeError("broken")
-
-            m.on("job", bad)
-            message_id = await m.send(receiver, "job", {"v": 1})
-            for _ in range(20):
-                await m.process_once(block_ms=0)
-                await asyncio.sleep(0.002)
-            return message_id
-
-    return asyncio.run(scenario())
-
-
-def consume(receiver: str) -> list[Envelope]:
-    got: list[Envelope] = []
-
-    async def scenario() -> None:
-        async with client(receiver) as m:
-
-            async def good(envelope: Envelope) -> None:
-                got.append(envelope)
-
-            m.on("job", good)
-            for _ in range(20):
-                await m.process_once(block_ms=0)
-                await asyncio.sleep(0.002)
-
-    asyncio.run(scenario())
-    return got
-
-
-def test_a_replayed_dead_letter_is_delivered_once_and_logged_as_replayed(admin_user):
+def test_a_replayed_dead_letter_is_delivered_once_and_logged_as_replayed(
+    admin_user, agent_messaging
+):
     receiver = f"rp-{uuid.uuid4().hex[:8]}"
-    message_id = kill_one(receiver)
+    message_id = agent_messaging.dead_letter(receiver, {"v": 1}, "broken")
     letters = services.dead_letters(receiver=receiver)
     assert [(d.message_id, d.reason) for d in letters] == [(message_id, "RuntimeError: broken")]
 
     report = services.replay_dead_letters([letters[0].entry_id], actor=admin_user)
     assert report.replayed == [letters[0].entry_id]
     assert services.dead_letters(receiver=receiver) == []
-    got = consume(receiver)
+    got = agent_messaging.consume(receiver)
     assert [(e.id, e.attempt, e.payload) for e in got] == [(message_id, 1, {"v": 1})]
-    assert consume(receiver) == []  # once
+    assert agent_messaging.consume(receiver) == []  # once
 
     services.record(get_redis().xrange("foundation:msg:events"))
     assert MessageLog.objects.filter(message_id=message_id, status="replayed").count() == 1
@@ -93,7 +50,7 @@ def test_replaying_an_unknown_or_foreign_entry_is_skipped_and_audited(admin_user
     get_redis().xdel(DEAD_LETTERS, foreign)
 
 
-def test_a_time_range_is_replayed_for_one_receiver(admin_user):
+def test_a_time_range_is_replayed_for_one_receiver(admin_user, agent_messaging):
     receiver = f"rr-{uuid.uuid4().hex[:8]}"
     now = timezone.now()
     for i, minutes in enumerate((50, 30, 10)):
@@ -119,14 +76,16 @@ def test_a_time_range_is_replayed_for_one_receiver(admin_user):
         receiver, now - timedelta(minutes=40), now - timedelta(minutes=5), actor=admin_user
     )
     assert count == 2
-    got = consume(receiver)
+    got = agent_messaging.consume(receiver)
     assert sorted(e.id for e in got) == ["m1", "m2"]
     assert AuditLog.objects.get(action="replay_range").metadata["messages"] == 2
     with pytest.raises(ValueError, match="after its start"):
         services.replay_range(receiver, now, now, actor=admin_user)
 
 
-def test_a_logged_payload_the_wire_cannot_carry_is_skipped_and_the_rest_replayed(admin_user):
+def test_a_logged_payload_the_wire_cannot_carry_is_skipped_and_the_rest_replayed(
+    admin_user, agent_messaging
+):
     receiver = f"rr-{uuid.uuid4().hex[:8]}"
     now = timezone.now()
     for message_id, payload in (("huge", {"n": 2**70}), ("fine", {"n": 1})):
@@ -141,17 +100,17 @@ def test_a_logged_payload_the_wire_cannot_carry_is_skipped_and_the_rest_replayed
         )
     count = services.replay_range(receiver, now - timedelta(minutes=2), now, actor=admin_user)
     assert count == 1
-    assert [e.id for e in consume(receiver)] == ["fine"]
+    assert [e.id for e in agent_messaging.consume(receiver)] == ["fine"]
     audit = AuditLog.objects.get(action="replay_range")
     assert (audit.success, audit.metadata["skipped"]) == (False, ["huge"])
     assert "not replayable" in audit.error_message
 
 
-def test_the_replay_jobs_take_ids_and_a_user_id(admin_user):
+def test_the_replay_jobs_take_ids_and_a_user_id(admin_user, agent_messaging):
     from messaging_app import jobs
 
     receiver = f"rj-{uuid.uuid4().hex[:8]}"
-    kill_one(receiver)
+    agent_messaging.dead_letter(receiver, {"v": 1}, "broken")
     entry = services.dead_letters(receiver=receiver)[0].entry_id
     assert jobs.replay_dead_letters([entry], admin_user.pk) == {"replayed": [entry], "skipped": []}
     assert get_redis().xlen(inbox(receiver)) >= 2
@@ -161,7 +120,8 @@ def test_stream_health_reports_length_pending_and_consumers():
     receiver = f"sh-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> None:
-        async with client(receiver) as m:
+        settings = ClientSettings(agent_name=receiver, redis_url=django_settings.REDIS_URL)
+        async with Messaging(settings) as m:
             await m.send(receiver, "job", {})
             await m._redis.xreadgroup("agents", "worker-1", {inbox(receiver): ">"}, count=1)
 

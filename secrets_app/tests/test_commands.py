@@ -37,11 +37,7 @@ def test_rotate_due_secrets_rotates_only_what_is_due(admin_user):
     }
 
 
-def test_rotate_due_secrets_exits_non_zero_when_one_fails(settings, admin_user):
-    settings.SECRETS_ROTATORS = {
-        "default": "secrets_app.rotators.random_urlsafe",
-        "flaky": "secrets_app.tests.test_services.broken_rotator",
-    }
+def test_rotate_due_secrets_exits_non_zero_when_one_fails(admin_user, flaky_rotator):
     bad = services.create_secret(
         "bad", "v", actor=admin_user, backend="local", provider="flaky", rotation_policy_days=1
     )
