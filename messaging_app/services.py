@@ -6,7 +6,6 @@ sides.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -28,8 +27,9 @@ from foundation_client._envelope import (
     as_text,
     event_fields,
     inbox,
+    parse_stream_id,
 )
-from foundation_client._messaging import trim_stream
+from foundation_client._messaging import TRIM_STREAM, trim_arguments
 from foundation_site.redis_client import get_redis as _get_redis
 from messaging_app.models import MessageLog, RecordedEvent
 
@@ -137,7 +137,7 @@ def record(entries: list[tuple[Any, dict[Any, Any]]]) -> int:
 def _first_time(event_ids: list[str]) -> set[str]:
     """Add the entries to the ledger and return those that were not there already. A second
     recorder adding the same entry waits for the first's transaction, then finds it."""
-    keys = dict.fromkeys(_parse_stream_id(event_id) for event_id in event_ids)
+    keys = dict.fromkeys(parse_stream_id(event_id) for event_id in event_ids)
     if not keys:
         return set()
     values = ", ".join(["(%s, %s)"] * len(keys))
@@ -163,6 +163,7 @@ _COLUMNS = (
     "attempt",
     "created_at",
 )
+_PAYLOAD = _COLUMNS.index("payload")
 
 
 def _write(rows: list[dict[str, Any]]) -> None:
@@ -178,27 +179,10 @@ def _write(rows: list[dict[str, Any]]) -> None:
         cursor.copy(f"COPY {MessageLog._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
     ):
         for row in rows:
-            payload = row["payload"]
-            copy.write_row(
-                (
-                    row["event_id"],
-                    row["message_id"],
-                    row["sender"],
-                    row["receiver"],
-                    row["message_type"],
-                    None if payload is None else orjson.dumps(payload).decode(),
-                    row["status"],
-                    row["error_message"],
-                    row["correlation_id"],
-                    row["attempt"],
-                    row["created_at"],
-                )
-            )
-
-
-def _parse_stream_id(raw: str) -> tuple[int, int]:
-    ms, _, seq = raw.partition("-")
-    return int(ms), int(seq or 0)
+            values = [row[column] for column in _COLUMNS]
+            if values[_PAYLOAD] is not None:
+                values[_PAYLOAD] = orjson.dumps(values[_PAYLOAD]).decode()
+            copy.write_row(values)
 
 
 @dataclass
@@ -219,10 +203,14 @@ class Recorder:
     ledger_keep_seconds: float = 600.0
     events_maxlen: int = 1_000_000
     trim_every: float = 30.0
+    reclaim_every: float = 1.0  # how often dead recorders' entries are looked for
     _last_trim: float = 0.0
+    _last_reclaim: float = 0.0
+    _unsettled: bool = True  # entries of ours may be pending unacknowledged (at start, too)
 
     def __post_init__(self) -> None:
         self.redis = get_redis()
+        self._trim = self.redis.register_script(TRIM_STREAM)
         try:
             self.redis.xgroup_create(EVENTS, RECORDER_GROUP, id="0", mkstream=True)
         except Exception as exc:
@@ -232,16 +220,25 @@ class Recorder:
     def step(self) -> int:
         """One batch: reclaimed entries of dead recorders first, then new ones. Returns how
         many events entries it recorded."""
-        _, claimed, _ = self.redis.xautoclaim(
-            EVENTS, RECORDER_GROUP, self.consumer, self.reclaim_after_ms, "0-0", count=self.batch
-        )
-        entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
-        if not entries:
-            # Our own pending entries (after a crash between write and ack), then new ones.
+        entries: list[tuple[Any, dict[Any, Any]]] = []
+        if time.monotonic() - self._last_reclaim >= self.reclaim_every:
+            self._last_reclaim = time.monotonic()
+            _, claimed, _ = self.redis.xautoclaim(
+                EVENTS,
+                RECORDER_GROUP,
+                self.consumer,
+                self.reclaim_after_ms,
+                "0-0",
+                count=self.batch,
+            )
+            entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        if not entries and self._unsettled:
+            # Our own pending entries: the last step failed between reading and acknowledging.
             mine = self.redis.xreadgroup(
                 RECORDER_GROUP, self.consumer, {EVENTS: "0"}, count=self.batch
             )
             entries = [(i, f) for _, batch in mine or [] for i, f in batch if f]
+            self._unsettled = bool(entries)
         if not entries:
             response = self.redis.xreadgroup(
                 RECORDER_GROUP,
@@ -253,52 +250,40 @@ class Recorder:
             entries = [(i, f) for _, batch in response or [] for i, f in batch]
         if not entries:
             return 0
+        self._unsettled = True
         record(entries)
         self.redis.xack(EVENTS, RECORDER_GROUP, *[entry_id for entry_id, _ in entries])
+        self._unsettled = False
         self._maybe_trim()
         return len(entries)
 
     def _maybe_trim(self) -> None:
         """Keep the events stream bounded, never past an entry some group still needs; and the
-        ledger, behind the first entry the recorder group could still be given again."""
+        ledger, behind the first entry a recorder could still be given again."""
         now = time.monotonic()
         if now - self._last_trim < self.trim_every:
             return
         self._last_trim = now
-        asyncio.run(_trim_events(self.events_maxlen))
-        self.prune_ledger()
+        _, first_needed = self._trim(keys=[EVENTS], args=trim_arguments(self.events_maxlen, None))
+        self.prune_ledger(as_text(first_needed))
 
-    def prune_ledger(self) -> int:
+    def prune_ledger(self, first_needed: str | None = None) -> int:
         """Forget the ledger entries no recorder can be given again: those before the group's
-        oldest pending entry and at or before its last-delivered entry. Read in that order (the
-        group first), an entry delivered meanwhile lies after the bound."""
-        group = next(
-            (g for g in self.redis.xinfo_groups(EVENTS) if as_text(g["name"]) == RECORDER_GROUP),
-            None,
+        oldest pending entry and its first entry not yet delivered (``first_needed``, read by
+        the trim script when not given), and older than ``ledger_keep_seconds``."""
+        if first_needed is None:
+            _, raw = self._trim(keys=[EVENTS], args=trim_arguments(None, None))
+            first_needed = as_text(raw)
+        if not first_needed:
+            return 0  # no recorder group (yet)
+        bound = min(
+            parse_stream_id(first_needed),
+            (int((time.time() - self.ledger_keep_seconds) * 1000), 0),
         )
-        if group is None:
-            return 0
-        ms, seq = _parse_stream_id(as_text(group["last-delivered-id"]))
-        bound = (ms, seq + 1)
-        summary = self.redis.xpending(EVENTS, RECORDER_GROUP)
-        if summary["pending"]:
-            bound = min(bound, _parse_stream_id(as_text(summary["min"])))
-        bound = min(bound, (int((time.time() - self.ledger_keep_seconds) * 1000), 0))
         deleted, _ = RecordedEvent.objects.filter(
             Q(ms__lt=bound[0]) | Q(ms=bound[0], seq__lt=bound[1])
         ).delete()
         return deleted
-
-
-async def _trim_events(maxlen: int) -> int:
-    from django.conf import settings
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(settings.REDIS_URL)
-    try:
-        return await trim_stream(client, EVENTS, maxlen=maxlen)
-    finally:
-        await client.aclose()
 
 
 # --- dead letters and replay --------------------------------------------------------------------

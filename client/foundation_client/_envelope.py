@@ -70,6 +70,12 @@ class MalformedMessage(ValueError):
     """An entry that is not an envelope (a foreign producer, a truncated write)."""
 
 
+def parse_stream_id(raw: str | bytes) -> tuple[int, int]:
+    """A stream entry id ("1764161234567-3") as (milliseconds, sequence), for comparing."""
+    ms, _, seq = as_text(raw).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def as_text(value: Any) -> str:
     """A Redis reply item (bytes) as text; undecodable bytes are replaced, never fatal."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
@@ -254,7 +260,6 @@ def event_fields(
     error: str | None = None,
     message_id: str | None = None,
     include_payload: bool = False,
-    **extra: str,
 ) -> dict[str, str]:
     """One status event for the recorder."""
     fields = {"status": status, "at": repr(time.time())}
@@ -273,5 +278,4 @@ def event_fields(
         fields["message_id"] = message_id
     if error:
         fields["error"] = error[:2000]
-    fields.update(extra)
     return fields

@@ -42,6 +42,7 @@ from foundation_client._envelope import (
     REPLY_TYPE,
     Envelope,
     MalformedMessage,
+    as_text,
     delayed,
     done_key,
     dump_json,
@@ -193,7 +194,7 @@ class Messaging:
         nothing pending is deleted. One with pending entries is kept until they are reclaimed."""
         idle_ms = int(self.config.visibility_timeout * 2000)
         for info in await self._redis.xinfo_consumers(stream, GROUP):
-            name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+            name = as_text(info["name"])
             if name != self.consumer and info["pending"] == 0 and info["idle"] > idle_ms:
                 await self._delete_consumer(keys=[stream], args=[GROUP, name])
 
@@ -275,7 +276,7 @@ class Messaging:
     async def broadcast(self, message_type: str, payload: Any) -> list[str]:
         """Send to every agent that consumes (except this one)."""
         members = await self._redis.smembers(AGENTS)
-        targets = sorted(m.decode() for m in members if m.decode() != self.agent)
+        targets = sorted(name for name in map(as_text, members) if name != self.agent)
         return await self.send_many([(name, message_type, payload, None) for name in targets])
 
     async def request(
@@ -375,11 +376,16 @@ class Messaging:
         claimed = [(entry_id, fields) for entry_id, fields in result[1] if fields]
         if not claimed:
             return []
-        out = []
-        for entry_id, fields in claimed:
-            info = await self._redis.xpending_range(stream, GROUP, entry_id, entry_id, 1)
-            deliveries = int(info[0]["times_delivered"]) if info else 1
-            out.append((entry_id, fields, deliveries))
+        # Each entry's delivery count (a message that kills consumers is dead-lettered by it),
+        # in one round trip.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in claimed:
+                pipe.xpending_range(stream, GROUP, entry_id, entry_id, 1)
+            counts = await pipe.execute()
+        out = [
+            (entry_id, fields, int(info[0]["times_delivered"]) if info else 1)
+            for (entry_id, fields), info in zip(claimed, counts, strict=True)
+        ]
         logger.info("reclaimed %d entries left pending by a dead consumer", len(out))
         return out
 
@@ -412,12 +418,17 @@ class Messaging:
     async def _handle_all(
         self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]]
     ) -> list[tuple[bytes, Envelope, bool]]:
-        done: list[tuple[bytes, Envelope, bool]] = []
+        parsed: list[tuple[bytes, dict[Any, Any], int, Envelope | MalformedMessage]] = []
         for entry_id, fields, deliveries in entries:
             try:
-                envelope = Envelope.from_entry(fields)
+                parsed.append((entry_id, fields, deliveries, Envelope.from_entry(fields)))
             except MalformedMessage as exc:
-                await self._dead(stream, entry_id, None, f"malformed entry: {exc}", fields)
+                parsed.append((entry_id, fields, deliveries, exc))
+        handled_before = await self._handled_before(parsed)
+        done: list[tuple[bytes, Envelope, bool]] = []
+        for entry_id, fields, deliveries, envelope in parsed:
+            if isinstance(envelope, MalformedMessage):
+                await self._dead(stream, entry_id, None, f"malformed entry: {envelope}", fields)
                 continue
             if deliveries > self.config.max_attempts:
                 await self._dead(
@@ -441,7 +452,7 @@ class Messaging:
                 )
                 continue
             handler, dedupe = registered
-            if dedupe and await self._redis.exists(done_key(self.agent, envelope.id)):
+            if dedupe and envelope.id in handled_before:
                 done.append((entry_id, envelope, False))
                 continue
             try:
@@ -453,6 +464,22 @@ class Messaging:
             else:
                 done.append((entry_id, envelope, dedupe))
         return done
+
+    async def _handled_before(
+        self, parsed: list[tuple[bytes, dict[Any, Any], int, Envelope | MalformedMessage]]
+    ) -> set[str]:
+        """The ids, among the batch's messages for de-duplicating handlers, already handled
+        successfully: one MGET for the batch."""
+        ids = [
+            envelope.id
+            for _, _, _, envelope in parsed
+            if isinstance(envelope, Envelope)
+            and self._handlers.get(envelope.type, (None, False))[1]
+        ]
+        if not ids:
+            return set()
+        found = await self._redis.mget([done_key(self.agent, message_id) for message_id in ids])
+        return {message_id for message_id, value in zip(ids, found, strict=True) if value}
 
     async def _ack(
         self, stream: str, done: list[tuple[bytes, Envelope, bool]], *, prefetch: bool
@@ -513,74 +540,93 @@ class Messaging:
         reason: str,
         raw: dict[Any, Any] | None,
     ) -> None:
+        entry = entry_id.decode()
         fields: dict[str, str] = {
             "reason": reason[:2000],
             "stream": stream,
-            "entry_id": entry_id.decode(),
+            "entry_id": entry,
             "dead_at": repr(time.time()),
         }
         if envelope is not None:
             fields.update(envelope.to_fields())
         elif raw is not None:
-            fields["raw"] = json.dumps(
-                {
-                    k.decode(errors="replace") if isinstance(k, bytes) else str(k): v.decode(
-                        errors="replace"
-                    )
-                    if isinstance(v, bytes)
-                    else str(v)
-                    for k, v in raw.items()
-                }
-            )[:65536]
+            fields["raw"] = json.dumps({as_text(k): as_text(v) for k, v in raw.items()})[:65536]
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(DEAD_LETTERS, fields)
             pipe.xack(stream, GROUP, entry_id)
             pipe.xadd(
                 EVENTS,
-                event_fields(
-                    "dead", envelope, error=reason, message_id=fields.get("id") or entry_id.decode()
-                ),
+                event_fields("dead", envelope, error=reason, message_id=entry),
             )
             await pipe.execute()
-        logger.warning("dead-lettered %s: %s", entry_id.decode(), reason)
+        logger.warning("dead-lettered %s: %s", entry, reason)
+
+
+# Trim a stream by age (ARGV[2]: a minimum id, or '') and length (ARGV[1], or ''), never past the
+# first entry some consumer group still needs: its oldest pending entry, or the first it has not
+# been given (Redis 7.0 has no group-aware trim). All in Redis: no entry crosses the network.
+# Returns {entries removed, that first needed id or '' when no group reads the stream}.
+TRIM_STREAM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local function parse(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return {tonumber(ms), tonumber(seq), ms}
+end
+local function before(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
+local function text(id) return id[3] .. '-' .. string.format('%d', id[2]) end
+local safe = nil
+for _, raw in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local group = {}
+    for i = 1, #raw, 2 do group[raw[i]] = raw[i + 1] end
+    local first_new = parse(group['last-delivered-id'])
+    first_new[2] = first_new[2] + 1
+    if safe == nil or before(first_new, safe) then safe = first_new end
+    if group['pending'] > 0 then
+        local oldest = parse(redis.call('XPENDING', KEYS[1], group['name'])[2])
+        if before(oldest, safe) then safe = oldest end
+    end
+end
+local removed = 0
+if ARGV[2] ~= '' then
+    local bound = parse(ARGV[2])
+    if safe ~= nil and before(safe, bound) then bound = safe end
+    removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', text(bound))
+end
+if ARGV[1] ~= '' then
+    local maxlen = tonumber(ARGV[1])
+    -- MAXLEN keeps the newest entries: safe when all that is needed is among them.
+    if safe == nil
+        or #redis.call('XRANGE', KEYS[1], text(safe), '+', 'COUNT', maxlen + 1) <= maxlen then
+        removed = removed + redis.call('XTRIM', KEYS[1], 'MAXLEN', maxlen)
+    else
+        removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', text(safe))
+    end
+end
+if safe == nil then return {removed, ''} end
+return {removed, text(safe)}
+"""
+
+
+def trim_arguments(maxlen: int | None, max_age: float | None) -> list[str]:
+    """``TRIM_STREAM``'s ARGV for a length and an age (seconds), either may be None."""
+    return [
+        "" if maxlen is None else str(maxlen),
+        "" if max_age is None else f"{int((time.time() - max_age) * 1000)}-0",
+    ]
 
 
 async def trim_stream(
     redis: Any, stream: str, *, maxlen: int | None = None, max_age: float | None = None
 ) -> int:
-    """Trim by length and/or age, never past an entry a consumer group still needs.
-
-    Redis 7.0 has no trim option that respects groups, so the safe bound is computed: the oldest
-    entry pending in any group, and the first entry any group has not yet been given.
-    """
-    bounds: list[tuple[int, int]] = []
-    if max_age is not None:
-        bounds.append((int((time.time() - max_age) * 1000), 0))
-    if maxlen is not None:
-        tail = await redis.xrevrange(stream, "+", "-", count=maxlen + 1)
-        if len(tail) <= maxlen:
-            if not bounds:
-                return 0
-        else:
-            bounds.append(_parse_id(tail[-2][0]))  # keep the newest ``maxlen`` entries
-    if not bounds:
+    """Trim by length and/or age, never past an entry a consumer group still needs; returns how
+    many entries went."""
+    if maxlen is None and max_age is None:
         return 0
-    target = max(bounds)  # the stricter policy keeps less; either way, never past ``safe``
-    for group in await redis.xinfo_groups(stream):
-        last = _parse_id(group["last-delivered-id"])
-        target = min(target, (last[0], last[1] + 1))
-        summary = await redis.xpending(stream, group["name"])
-        if summary["pending"]:
-            target = min(target, _parse_id(summary["min"]))
-    return int(await redis.xtrim(stream, minid=f"{target[0]}-{target[1]}", approximate=False))
+    script = redis.register_script(TRIM_STREAM)
+    removed, _ = await script(keys=[stream], args=trim_arguments(maxlen, max_age))
+    return int(removed)
 
 
 def _unpack(response: Any) -> list[tuple[bytes, dict[Any, Any], int]]:
     """XREADGROUP's reply as (entry id, fields, deliveries so far) for ``_handle``."""
     return [(entry_id, fields, 1) for _, batch in response or [] for entry_id, fields in batch]
-
-
-def _parse_id(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)

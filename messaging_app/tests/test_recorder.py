@@ -177,7 +177,7 @@ def test_an_entry_the_database_refuses_is_skipped_and_the_rest_recorded(caplog):
     redis.xadd(EVENTS, {"status": "sent", "message_id": "good-1", "at": "1"})
     # PostgreSQL refuses a NUL character in text; SQLite takes it. Either way nothing stalls.
     redis.xadd(EVENTS, {"status": "failed", "message_id": "nul", "error": "a\x00b", "at": "1"})
-    redis.xadd(EVENTS, {"status": "sent", "message_id": "good-2", "at": "1"})
+    redis.xadd(EVENTS, {"status": "sent", "message_id": "good-2", "payload": '{"n": 2}'})
     # jsonb refuses \u0000; PostgreSQL's error quotes the row, which must not reach the log.
     redis.xadd(
         EVENTS,
@@ -189,6 +189,7 @@ def test_an_entry_the_database_refuses_is_skipped_and_the_rest_recorded(caplog):
     assert "canary-value" not in caplog.text
     recorded = set(MessageLog.objects.values_list("message_id", flat=True))
     assert {"good-1", "good-2"} <= recorded
+    assert MessageLog.objects.get(message_id="good-2").payload == {"n": 2}  # written once
     assert redis.xpending(EVENTS, services.RECORDER_GROUP)["pending"] == 0
     assert services.record(redis.xrange(EVENTS)) == 0  # the refused one is not tried again
 
