@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models.functions import Now
 
 from foundation_client._sealing import load_public_key
+from foundation_client._wire import AGENT_NAME_PATTERN
 
 TOKEN_PREFIX = "fdn_"  # noqa: S105 - a prefix, not a credential
 
@@ -37,7 +38,7 @@ class Agent(models.Model):
         unique=True,
         validators=[
             RegexValidator(
-                r"^[a-z][a-z0-9_-]{0,62}$",
+                AGENT_NAME_PATTERN,
                 "1-63 characters of a-z, 0-9, '_' or '-', starting with a letter",
             )
         ],

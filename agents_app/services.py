@@ -22,6 +22,7 @@ def create_agent(
     description: str = "",
 ) -> tuple[Agent, str]:
     """Create an agent; return it and its token (shown once, stored only as a hash)."""
+    grants = list(grants)  # walked twice: validated and saved, then audited
     agent = Agent(name=name, public_key=public_key, description=description)
     token = agent.set_new_token()
     agent.full_clean()
@@ -31,7 +32,7 @@ def create_agent(
             grant = SecretGrant(agent=agent, pattern=pattern)
             grant.full_clean(exclude=["agent"])
             grant.save()
-    audit.record("agents.create", actor, f"agent:{name}", "create", grants=list(grants))
+    audit.record("agents.create", actor, f"agent:{name}", "create", grants=grants)
     return agent, token
 
 

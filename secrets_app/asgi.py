@@ -9,43 +9,21 @@ Host header against ``ALLOWED_HOSTS`` as Django would, refuses plain HTTP when
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
 from django.http import HttpRequest
-from django.http.request import split_domain_port, validate_host
 
+from foundation_client._wire import SECRETS_API_PATH as PREFIX
 from secrets_app.api import bearer_token, serve_read
 
-PREFIX = "/api/v1/secrets/"
 ASGIApp = Any
-
-
-def _request(scope: dict[str, Any], headers: dict[bytes, bytes], path: str) -> HttpRequest:
-    """A minimal HttpRequest: what the audit log reads (client address, user agent)."""
-    request = HttpRequest()
-    request.method = "GET"
-    request.path = request.path_info = path
-    client = scope.get("client") or ("", 0)
-    request.META = {
-        "REMOTE_ADDR": client[0],
-        "HTTP_USER_AGENT": headers.get(b"user-agent", b"").decode("latin-1"),
-    }
-    forwarded = headers.get(b"x-forwarded-for")
-    if forwarded is not None:
-        request.META["HTTP_X_FORWARDED_FOR"] = forwarded.decode("latin-1")
-    return request
-
-
-def _is_secure(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
-    if scope.get("scheme") == "https":
-        return True
-    if getattr(settings, "BEHIND_PROXY", False):
-        return headers.get(b"x-forwarded-proto", b"").lower() == b"https"
-    return False
 
 
 def _serve(token: str | None, name: str, request: HttpRequest) -> tuple[int, dict[str, Any]]:
@@ -86,21 +64,19 @@ class SecretsReadRoute:
         ):
             await self.fallback(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        host, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
-        allowed = settings.ALLOWED_HOSTS
-        if settings.DEBUG and not allowed:
-            allowed = [".localhost", "127.0.0.1", "[::1]"]
-        if not host or not validate_host(host, allowed):
+        # Django's own request: its Host check (ALLOWED_HOSTS, DEBUG's local names), its HTTPS
+        # check (SECURE_PROXY_SSL_HEADER), and the META the audit log reads.
+        request = ASGIRequest(scope, io.BytesIO())
+        try:
+            request.get_host()
+        except DisallowedHost:
             await _answer(send, 400, {"detail": "invalid Host header"})
             return
-        if getattr(settings, "SECURE_SSL_REDIRECT", False) and not _is_secure(scope, headers):
+        if settings.SECURE_SSL_REDIRECT and not request.is_secure():
             # Django would redirect; the token has already crossed in clear, so refuse instead.
             await _answer(send, 403, {"detail": "HTTPS is required"})
             return
         name = path[len(PREFIX) :]  # ASGI paths arrive percent-decoded
-        token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
-        status, body = await sync_to_async(_serve, thread_sensitive=False)(
-            token, name, _request(scope, headers, path)
-        )
+        token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+        status, body = await sync_to_async(_serve, thread_sensitive=False)(token, name, request)
         await _answer(send, status, body)

@@ -55,6 +55,17 @@ class Keyring:
                 "(set it in FOUNDATION_PREVIOUS_MASTER_KEYS)"
             ) from None
 
+    def _unwrap(self, sealed: Sealed, aad: bytes) -> bytes:
+        """The data key of ``sealed``, unwrapped by the master key that wrapped it."""
+        try:
+            return AESGCM(self.key(sealed.key_id)).decrypt(
+                sealed.key_nonce, sealed.wrapped_key, b"dek:" + aad
+            )
+        except InvalidTag:
+            raise MasterKeyError(
+                "a data key failed authentication (altered or misplaced)"
+            ) from None
+
     def encrypt(self, plaintext: bytes, aad: bytes) -> Sealed:
         dek = AESGCM.generate_key(bit_length=256)
         nonce, key_nonce = os.urandom(12), os.urandom(12)
@@ -63,10 +74,8 @@ class Keyring:
         return Sealed(nonce, ciphertext, wrapped, key_nonce, self.current_id)
 
     def decrypt(self, sealed: Sealed, aad: bytes) -> bytes:
+        dek = self._unwrap(sealed, aad)
         try:
-            dek = AESGCM(self.key(sealed.key_id)).decrypt(
-                sealed.key_nonce, sealed.wrapped_key, b"dek:" + aad
-            )
             return AESGCM(dek).decrypt(sealed.nonce, sealed.ciphertext, aad)
         except InvalidTag:
             raise MasterKeyError(
@@ -75,14 +84,7 @@ class Keyring:
 
     def rewrap(self, sealed: Sealed, aad: bytes) -> Sealed:
         """The same ciphertext with its DEK wrapped by the current master key."""
-        try:
-            dek = AESGCM(self.key(sealed.key_id)).decrypt(
-                sealed.key_nonce, sealed.wrapped_key, b"dek:" + aad
-            )
-        except InvalidTag:
-            raise MasterKeyError(
-                "a data key failed authentication (altered or misplaced)"
-            ) from None
+        dek = self._unwrap(sealed, aad)
         key_nonce = os.urandom(12)
         wrapped = AESGCM(self.current).encrypt(key_nonce, dek, b"dek:" + aad)
         return Sealed(sealed.nonce, sealed.ciphertext, wrapped, key_nonce, self.current_id)

@@ -38,7 +38,8 @@ logger = logging.getLogger("foundation.secrets")
 _NAME = re.compile(SECRET_NAME_RE)
 
 
-def _resource(name: str) -> str:
+def audit_resource(name: str) -> str:
+    """How a secret is named in the audit log."""
     return f"secret:{name}"
 
 
@@ -97,12 +98,14 @@ def create_secret(
                 created_by=audit.actor_name(actor) or "?",
             )
     except SecretsError as exc:
-        audit.record("secrets.write", actor, _resource(name[:100]), "create", False, request, exc)
+        audit.record(
+            "secrets.write", actor, audit_resource(name[:100]), "create", False, request, exc
+        )
         raise
     audit.record(
         "secrets.write",
         actor,
-        _resource(name),
+        audit_resource(name),
         "create",
         True,
         request,
@@ -145,11 +148,17 @@ def set_value(
         version = _new_version(secret, value, actor, SecretVersion.Reason.SET, None)
     except SecretsError as exc:
         audit.record(
-            "secrets.write", actor, _resource(secret.secret_name), "set", False, request, exc
+            "secrets.write", actor, audit_resource(secret.secret_name), "set", False, request, exc
         )
         raise
     audit.record(
-        "secrets.write", actor, _resource(secret.secret_name), "set", True, request, version=version
+        "secrets.write",
+        actor,
+        audit_resource(secret.secret_name),
+        "set",
+        True,
+        request,
+        version=version,
     )
     return version
 
@@ -162,13 +171,13 @@ def rollback(
     try:
         if not SecretVersion.objects.filter(secret=secret, version=to_version).exists():
             raise SecretDoesNotExist(name, to_version)
-        value = get_backend(secret.storage_backend).read(secret, to_version)
+        value = read_value(secret, to_version)
         version = _new_version(secret, value, actor, SecretVersion.Reason.ROLLBACK, to_version)
     except SecretsError as exc:
         audit.record(
             "secrets.rollback",
             actor,
-            _resource(name),
+            audit_resource(name),
             "rollback",
             False,
             request,
@@ -179,7 +188,7 @@ def rollback(
     audit.record(
         "secrets.rollback",
         actor,
-        _resource(name),
+        audit_resource(name),
         "rollback",
         True,
         request,
@@ -202,9 +211,11 @@ def rotate(secret: SecretMetadata, *, actor: object, request: HttpRequest | None
         _check_value(value)
         version = _new_version(secret, value, actor, SecretVersion.Reason.ROTATED, None)
     except SecretsError as exc:
-        audit.record("secrets.rotate", actor, _resource(name), "rotate", False, request, exc)
+        audit.record("secrets.rotate", actor, audit_resource(name), "rotate", False, request, exc)
         raise
-    audit.record("secrets.rotate", actor, _resource(name), "rotate", True, request, version=version)
+    audit.record(
+        "secrets.rotate", actor, audit_resource(name), "rotate", True, request, version=version
+    )
     return version
 
 
@@ -220,9 +231,9 @@ def delete_secret(
             announce(name, 0)
         value_cache.forget(secret.pk)
     except SecretsError as exc:
-        audit.record("secrets.delete", actor, _resource(name), "delete", False, request, exc)
+        audit.record("secrets.delete", actor, audit_resource(name), "delete", False, request, exc)
         raise
-    audit.record("secrets.delete", actor, _resource(name), "delete", True, request)
+    audit.record("secrets.delete", actor, audit_resource(name), "delete", True, request)
 
 
 def read_value(secret: SecretMetadata, version: int | None = None) -> str:
@@ -237,7 +248,7 @@ def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) 
     """An agent's read: the grant is checked first (so a denied agent learns nothing of whether
     the secret exists), then the current version is read. Audited either way."""
     valid_name = bool(_NAME.match(name))
-    resource = _resource(name) if valid_name else "secret:(invalid name)"
+    resource = audit_resource(name) if valid_name else "secret:(invalid name)"
     try:
         if not agent.is_active:
             raise AccessDenied("agent is disabled")
@@ -251,7 +262,7 @@ def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) 
         version = secret.current_version
         value = value_cache.get(secret.pk, version)
         if value is None:
-            value = get_backend(secret.storage_backend).read(secret, version)
+            value = read_value(secret, version)
             value_cache.put(secret.pk, version, value)
     except SecretsError as exc:
         audit.record("secrets.read", agent, resource, "read", False, request, exc)
@@ -317,7 +328,7 @@ def rotate_due(actor: object = "rotation-scheduler") -> RotationReport:
             audit.record(
                 "secrets.rotate",
                 actor,
-                _resource(secret.secret_name),
+                audit_resource(secret.secret_name),
                 "rotate",
                 False,
                 error=f"internal error ({type(exc).__name__})",

@@ -7,15 +7,13 @@ One small frozen object rather than long keyword lists; every field can also be 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from foundation_client._exceptions import ConfigurationError
-
-_AGENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+from foundation_client._wire import AGENT_NAME
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:
@@ -56,7 +54,7 @@ class ClientSettings:
     private_key: str | None = None
 
     def __post_init__(self) -> None:
-        if not _AGENT_NAME.match(self.agent_name):
+        if not AGENT_NAME.match(self.agent_name):
             raise ConfigurationError(
                 "FOUNDATION_AGENT_NAME",
                 "must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter, "

@@ -16,9 +16,8 @@ from typing import Any
 
 import orjson
 
-#: Agent names (receivers) and message types are plain tokens: they need no JSON escaping, and
-#: a malformed one is refused at ``send`` rather than discovered by a consumer.
-AGENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+#: Message types are plain tokens, like agent names (``_wire.AGENT_NAME``): they need no JSON
+#: escaping, and a malformed one is refused at ``send`` rather than discovered by a consumer.
 MESSAGE_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,50}$")
 
 

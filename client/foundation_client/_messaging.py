@@ -33,7 +33,6 @@ from redis.exceptions import RedisError, ResponseError
 
 from foundation_client._config import ClientSettings
 from foundation_client._envelope import (
-    AGENT_NAME,
     AGENTS,
     DEAD_LETTERS,
     EVENTS,
@@ -53,6 +52,7 @@ from foundation_client._envelope import (
 )
 from foundation_client._exceptions import MessageRejected, RequestTimeout
 from foundation_client._redis import connect
+from foundation_client._wire import AGENT_NAME
 
 logger = logging.getLogger("foundation_client.messaging")
 

@@ -116,13 +116,6 @@ class SecretsClient:
             return entry.value
         return (await self._refresh(name, entry)).value
 
-    def invalidate(self, name: str | None = None) -> None:
-        """Forget one cached secret, or all of them."""
-        if name is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(name, None)
-
     def cached_version(self, name: str) -> int | None:
         entry = self._cache.get(name)
         return entry.version if entry else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 
 from secrets_app.crypto import Keyring, Sealed
 from secrets_app.exceptions import BackendUnavailable, InvalidSecret, SecretDoesNotExist
@@ -36,13 +35,10 @@ class LocalBackend:
 
     def write(self, secret: SecretMetadata, value: str, expected_version: int | None) -> int:
         ring = keyring()
+        # The caller holds the metadata row locked, and values commit with it: the next version
+        # follows ``expected_version``. The unique (secret, version) still guards the rest.
         with transaction.atomic():
-            latest = LocalSecretValue.objects.filter(secret=secret).aggregate(v=Max("version"))["v"]
-            if latest != expected_version:
-                raise InvalidSecret(
-                    f"secret {secret.secret_name!r} changed meanwhile (version {latest}); retry"
-                )
-            version = (latest or 0) + 1
+            version = (expected_version or 0) + 1
             sealed = ring.encrypt(value.encode("utf-8"), aad(secret, version))
             try:
                 LocalSecretValue.objects.create(

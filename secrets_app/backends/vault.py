@@ -20,7 +20,7 @@ import hvac.exceptions
 import requests
 from django.conf import settings
 
-from secrets_app.exceptions import BackendUnavailable, InvalidSecret, SecretDoesNotExist
+from secrets_app.exceptions import BackendUnavailable, SecretDoesNotExist
 from secrets_app.models import SecretMetadata
 
 T = TypeVar("T")
@@ -69,9 +69,7 @@ def _call(name: str, operation: Callable[[hvac.Client], T]) -> T:
             return operation(client())
     except hvac.exceptions.InvalidPath:
         raise SecretDoesNotExist(name) from None
-    except hvac.exceptions.InvalidRequest as exc:
-        if "check-and-set" in str(exc):
-            raise InvalidSecret(f"secret {name!r} changed meanwhile; retry") from None
+    except hvac.exceptions.InvalidRequest:
         raise BackendUnavailable(f"vault refused the request for {name!r}") from None
     except hvac.exceptions.Forbidden:
         raise BackendUnavailable(
