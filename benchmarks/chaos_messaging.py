@@ -12,13 +12,6 @@ L = 0 and every message was handled or dead-lettered.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# benchmarks/secrets.py is named like the standard library's module: keep this folder off the path.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 import argparse
 import asyncio
 import os
@@ -26,13 +19,14 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "client"))
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import free_port  # noqa: E402

@@ -17,25 +17,19 @@ Each run uses a Redis database of its own (the services' database 3), emptied fi
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# benchmarks/secrets.py is named like the standard library's module: keep this folder off the path.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 import argparse
 import asyncio
 import json
 import os
 import statistics
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "client"))
 
 from benchmarks._common import emit, ensure_database, load_services_env  # noqa: E402
 

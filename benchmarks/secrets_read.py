@@ -1,6 +1,6 @@
 """Secrets hot paths beside their baseline, in one run, on the same OpenBao.
 
-    scripts/services start && .venv/bin/python benchmarks/secrets.py [--reads 500]
+    scripts/services start && .venv/bin/python benchmarks/secrets_read.py [--reads 500]
 
 Prints one JSON line per figure:
 - ``cached_get_us``: median of ``SecretsClient.get`` for a fresh cached value;
@@ -16,20 +16,15 @@ The site runs on PostgreSQL (database ``foundation_bench``) with the services' R
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named like the standard library's ``secrets``: keep its folder off the import path.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 import argparse
 import asyncio
 import os
 import socket
 import statistics
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
