@@ -142,23 +142,29 @@ def next_message(pubsub, timeout: float = 2.0):
     raise AssertionError("no message published")
 
 
-def test_a_new_version_is_announced_with_name_and_version_only(
-    admin_user, redis_conn, django_capture_on_commit_callbacks
-):
-    from foundation_client import RotationNotice
+@pytest.fixture
+def rotation_notices(redis_conn):
+    """Subscribed to the rotation channel (on-commit announcements run only when a test
+    executes them, so nothing earlier arrives)."""
     from foundation_client._wire import SECRETS_ROTATION_CHANNEL
 
-    secret = services.create_secret("announced", "v1-value", actor=admin_user, backend="local")
     pubsub = redis_conn.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(SECRETS_ROTATION_CHANNEL)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            services.set_value(secret, "v2-value", actor=admin_user)
-        message = next_message(pubsub)
-        assert RotationNotice.decode(message["data"]) == RotationNotice("announced", 2)
-        assert b"v2-value" not in message["data"]
-    finally:
-        pubsub.close()
+    yield pubsub
+    pubsub.close()
+
+
+def test_a_new_version_is_announced_with_name_and_version_only(
+    admin_user, rotation_notices, django_capture_on_commit_callbacks
+):
+    from foundation_client import RotationNotice
+
+    secret = services.create_secret("announced", "v1-value", actor=admin_user, backend="local")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.set_value(secret, "v2-value", actor=admin_user)
+    message = next_message(rotation_notices)
+    assert RotationNotice.decode(message["data"]) == RotationNotice("announced", 2)
+    assert b"v2-value" not in message["data"]
 
 
 def test_vault_keeps_the_configured_number_of_versions(vault_prefix, admin_user, settings):
@@ -173,20 +179,15 @@ def test_vault_keeps_the_configured_number_of_versions(vault_prefix, admin_user,
 
 
 def test_a_deletion_is_announced_as_version_zero(
-    admin_user, redis_conn, django_capture_on_commit_callbacks
+    admin_user, rotation_notices, django_capture_on_commit_callbacks
 ):
     from foundation_client import RotationNotice
-    from foundation_client._wire import SECRETS_ROTATION_CHANNEL
 
     secret = services.create_secret("doomed", "v", actor=admin_user, backend="local")
-    pubsub = redis_conn.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(SECRETS_ROTATION_CHANNEL)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            services.delete_secret(secret, actor=admin_user)
-        assert RotationNotice.decode(next_message(pubsub)["data"]) == RotationNotice("doomed", 0)
-    finally:
-        pubsub.close()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.delete_secret(secret, actor=admin_user)
+    notice = RotationNotice.decode(next_message(rotation_notices)["data"])
+    assert notice == RotationNotice("doomed", 0)
 
 
 def test_an_unexpected_rotation_crash_does_not_stop_the_others(settings, admin_user, monkeypatch):
