@@ -56,7 +56,8 @@ def make_agent(db):
     from agents_app.services import create_agent
 
     def make(name: str = "ai_manager", grants=("*",), public_key: str = ""):
-        return create_agent(name, actor="test", grants=grants, public_key=public_key)
+        agent, credentials = create_agent(name, actor="test", grants=grants, public_key=public_key)
+        return agent, credentials.token
 
     return make
 
@@ -210,9 +211,14 @@ class MessagingDriver:
         self.redis_url = redis_url
 
     def _client(self, receiver: str, attempts: int) -> Messaging:
+        import redis
+
+        from foundation_client.protocol import AGENTS
+
+        redis.Redis.from_url(self.redis_url).sadd(AGENTS, receiver)  # registered, as by the site
         return Messaging(
             ClientSettings(agent_name=receiver, redis_url=self.redis_url),
-            config=MessagingConfig(max_attempts=attempts, block_ms=20),
+            config=MessagingConfig(max_attempts=attempts, block_ms=20, refresh_every=0.05),
         )
 
     def dead_letter(self, receiver: str, payload: object, error: str) -> str:
@@ -255,4 +261,4 @@ class MessagingDriver:
 
 @pytest.fixture
 def agent_messaging(settings) -> MessagingDriver:
-    return MessagingDriver(settings.REDIS_URL)
+    return MessagingDriver(settings.AGENTS_REDIS_URL)

@@ -1,5 +1,6 @@
-"""Agents in the admin. A new or regenerated token is shown once, in the response to the POST
-that made it (never in a message, a session or a log), and only its hash is stored."""
+"""Agents in the admin. New or regenerated credentials (the API token and the Redis password) are
+shown once, as the agent's whole environment, in the response to the POST that made them (never
+in a message, a session or a log); only their hashes are stored."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from agents_app.models import Agent, SecretGrant
-from audit_app import services as audit
+from agents_app.services import Credentials, agent_environment, issue_credentials
 from audit_app.admin_mixins import AuditedModelAdmin
 
 
@@ -57,29 +58,29 @@ class AgentAdmin(AuditedModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Agent, form: ModelForm, change: bool) -> None:  # type: ignore[type-arg]
         if not change:
-            request._new_agent_token = obj.set_new_token()  # type: ignore[attr-defined]
+            request._new_credentials = Credentials(  # type: ignore[attr-defined]
+                obj.set_new_token(), obj.set_new_redis_password()
+            )
         super().save_model(request, obj, form, change)
 
     def response_add(
         self, request: HttpRequest, obj: Agent, post_url_continue: Any = None
     ) -> HttpResponse:
-        token = getattr(request, "_new_agent_token", None)
-        if token is None:
+        credentials = getattr(request, "_new_credentials", None)
+        if credentials is None:
             return super().response_add(request, obj, post_url_continue)
-        return self._token_page(request, obj, token)
+        return self._token_page(request, obj, credentials)
 
     def regenerate_token_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         agent = get_object_or_404(Agent, pk=pk)
         if not self.has_change_permission(request, agent):
             raise PermissionDenied
-        token = agent.set_new_token()
-        agent.save(update_fields=["token_hash"])
-        audit.record(
-            "agents.token", request.user, f"agent:{agent.name}", "regenerate", request=request
-        )
-        return self._token_page(request, agent, token)
+        credentials = issue_credentials(agent, actor=request.user, request=request)
+        return self._token_page(request, agent, credentials)
 
-    def _token_page(self, request: HttpRequest, agent: Agent, token: str) -> HttpResponse:
+    def _token_page(
+        self, request: HttpRequest, agent: Agent, credentials: Credentials
+    ) -> HttpResponse:
         response = TemplateResponse(
             request,
             "admin/agents_app/agent/token_once.html",
@@ -87,8 +88,11 @@ class AgentAdmin(AuditedModelAdmin):
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
                 "original": agent,
-                "token": token,
-                "title": f"Token for {agent.name}",
+                "token": credentials.token,
+                "environment": "\n".join(
+                    f"{key}={value}" for key, value in agent_environment(agent, credentials)
+                ),
+                "title": f"Environment of {agent.name}",
             },
         )
         response["Cache-Control"] = "no-store"

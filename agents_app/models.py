@@ -10,8 +10,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 
-from foundation_client._sealing import load_public_key
-from foundation_client._wire import AGENT_NAME_PATTERN
+from foundation_client.protocol import AGENT_NAME_PATTERN, load_public_key
 
 TOKEN_PREFIX = "fdn_"  # noqa: S105 - a prefix, not a credential
 
@@ -45,6 +44,10 @@ class Agent(models.Model):
     )
     description = models.CharField(max_length=200, blank=True)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # SHA-256 of the agent's Redis password: Redis ACLs take a password as this hash (``#...``),
+    # so the site can provision the user again (a Redis restart, a new cluster node) without
+    # ever keeping the password.
+    redis_password_hash = models.CharField(max_length=64, blank=True, editable=False)
     public_key = models.CharField(
         max_length=64,
         blank=True,
@@ -66,6 +69,12 @@ class Agent(models.Model):
         token = new_token()
         self.token_hash = hash_token(token)
         return token
+
+    def set_new_redis_password(self) -> str:
+        """Give the agent a new Redis password and return it; only its hash is kept."""
+        password = secrets.token_urlsafe(32)
+        self.redis_password_hash = hash_token(password)
+        return password
 
     def may_read(self, secret_name: str) -> bool:
         return any(grant.matches(secret_name) for grant in self.grants.all())

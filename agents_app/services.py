@@ -5,12 +5,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
 
 from agents_app.models import Agent, SecretGrant, hash_token
 from audit_app import services as audit
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What an agent needs, shown once: its API token and its Redis password (only their hashes
+    are stored)."""
+
+    token: str
+    redis_password: str
 
 
 def create_agent(
@@ -20,11 +30,11 @@ def create_agent(
     public_key: str = "",
     grants: Iterable[str] = (),
     description: str = "",
-) -> tuple[Agent, str]:
-    """Create an agent; return it and its token (shown once, stored only as a hash)."""
+) -> tuple[Agent, Credentials]:
+    """Create an agent with its Redis user; return it and its credentials (shown once)."""
     grants = list(grants)  # walked twice: validated and saved, then audited
     agent = Agent(name=name, public_key=public_key, description=description)
-    token = agent.set_new_token()
+    credentials = Credentials(agent.set_new_token(), agent.set_new_redis_password())
     agent.full_clean()
     with transaction.atomic():
         agent.save()
@@ -33,7 +43,38 @@ def create_agent(
             grant.full_clean(exclude=["agent"])
             grant.save()
     audit.record("agents.create", actor, f"agent:{name}", "create", grants=grants)
-    return agent, token
+    return agent, credentials
+
+
+def issue_credentials(agent: Agent, *, actor: object, request: object = None) -> Credentials:
+    """New token and Redis password for ``agent``: the old ones stop working at once, open
+    Redis connections included."""
+    credentials = Credentials(agent.set_new_token(), agent.set_new_redis_password())
+    # Read by the post_save provisioning: new credentials end the old connections.
+    agent._disconnect = True  # type: ignore[attr-defined]
+    agent.save(update_fields=["token_hash", "redis_password_hash"])
+    forget_agents()
+    audit.record(
+        "agents.token",
+        actor,
+        f"agent:{agent.name}",
+        "regenerate",
+        request=request,  # type: ignore[arg-type]
+    )
+    return credentials
+
+
+def agent_environment(agent: Agent, credentials: Credentials) -> list[tuple[str, str]]:
+    """The agent's whole environment, as ``KEY=VALUE`` pairs for its env file."""
+    from agents_app.wire import redis_url_for
+
+    pairs = [
+        ("FOUNDATION_AGENT_NAME", agent.name),
+        ("FOUNDATION_AGENT_TOKEN", credentials.token),
+        ("FOUNDATION_API_URL", settings.AGENTS_API_URL),
+        ("FOUNDATION_REDIS_URL", redis_url_for(agent, credentials.redis_password)),
+    ]
+    return pairs
 
 
 _auth_cache: dict[str, tuple[Agent | None, float]] = {}

@@ -93,7 +93,6 @@ def consumer_main(url: str) -> None:
             block_ms=200,
             backoff_base=0.05,
             backoff_max=0.5,
-            retention_maxlen=None,
         )
         async with Messaging(ClientSettings(agent_name=AGENT, redis_url=url), config=config) as m:
 
@@ -153,6 +152,11 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="foundation-chaos-"))
     server = RedisServer(folder, free_port())
     server.start()
+    import redis as sync_redis
+
+    from foundation_client.protocol import AGENTS
+
+    sync_redis.Redis(port=server.port).sadd(AGENTS, AGENT, "chaos-producer")  # as the site does
     url = f"redis://127.0.0.1:{server.port}/0"
 
     def spawn() -> subprocess.Popen[bytes]:
@@ -198,12 +202,13 @@ def main() -> None:
     import redis
 
     r: Any = redis.Redis(port=server.port)
-    from foundation_client._envelope import DEAD_LETTERS
+    from foundation_client.protocol import DeadLetter, dead_letters
 
     deadline = time.monotonic() + 180
     while True:
         handled = {k.decode(): int(v) for k, v in r.hgetall(HANDLED).items()}
-        dead = {fields.get(b"id", b"").decode() for _, fields in r.xrange(DEAD_LETTERS)}
+        letters = [DeadLetter.decode(i, f) for i, f in r.xrange(dead_letters(AGENT))]
+        dead = {letter.envelope.id for letter in letters if letter.envelope is not None}
         accounted = sum(1 for m in sent if m in handled or m in dead)
         if accounted == len(sent) or time.monotonic() > deadline:
             break

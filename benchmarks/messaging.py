@@ -70,7 +70,7 @@ async def foundation_consumer(url: str, count: int, latency: bool) -> None:
         if seen >= count:
             done.set()
 
-    config = MessagingConfig(batch=BATCH, block_ms=100, retention_maxlen=None)
+    config = MessagingConfig(batch=BATCH, block_ms=100)
     async with Messaging(
         ClientSettings(agent_name="bench-consumer", redis_url=url), config=config
     ) as m:

@@ -51,7 +51,8 @@ def prepare() -> str:
     services.create_secret(
         "bench_secret", "bench-value-" + "x" * 40, actor="benchmark", backend="vault"
     )
-    _, token = create_agent("bench_agent", actor="benchmark", grants=["bench_secret"])
+    _, credentials = create_agent("bench_agent", actor="benchmark", grants=["bench_secret"])
+    token = credentials.token
     return token
 
 

@@ -15,7 +15,7 @@ import binascii
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -27,6 +27,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 _env_file = os.environ.get("FOUNDATION_ENV_FILE", str(BASE_DIR / ".env"))
 if _env_file and Path(_env_file).is_file():
     environ.Env.read_env(_env_file, overwrite=False)
+# In a checkout, the addresses and credentials of the services `make run` started (Redis,
+# OpenBao, PostgreSQL), so that `manage.py` from a plain shell sees what the running site sees.
+_services_env = BASE_DIR / ".run" / "services.env"
+if "FOUNDATION_ENV_FILE" not in os.environ and _services_env.is_file():
+    environ.Env.read_env(str(_services_env), overwrite=False)
 
 env = environ.Env()
 
@@ -222,6 +227,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 # --- Redis, RQ, Channels --------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss", "unix"})
+
+# Where agents talk (messaging, notices; later telemetry and shared state): the same Redis by
+# default, or a Redis Cluster as redis+cluster://user:password@host:port. The site connects as its
+# service user; each agent as its own ACL user, provisioned by the site.
+AGENTS_REDIS_URL = env_url(
+    "AGENTS_REDIS_URL", REDIS_URL, {"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"}
+)
+# The same Redis as agents reach it, without credentials (the agent's own go in): printed in the
+# agent's environment by create_agent. By default AGENTS_REDIS_URL's scheme, host, port and db.
+AGENTS_REDIS_PUBLIC_URL = env_url(
+    "AGENTS_REDIS_PUBLIC_URL",
+    urlunsplit(
+        urlsplit(AGENTS_REDIS_URL)._replace(
+            netloc=urlsplit(AGENTS_REDIS_URL).netloc.rpartition("@")[2]
+        )
+    ),
+    {"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"},
+)
+# The site's agent API as agents reach it: printed in the agent's environment by create_agent.
+AGENTS_API_URL = env_url("AGENTS_API_URL", "http://127.0.0.1:8000", {"http", "https"})
 
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},

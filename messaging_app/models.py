@@ -1,5 +1,5 @@
 """The message log (``message_logs``): one row per status event of a message; and the
-recorder's ledger of the events-stream entries it has written (``message_log_events``)."""
+recorder's cursors, how far it has read each stream (``message_log_cursors``)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class MessageLog(models.Model):
     correlation_id = models.CharField(max_length=100, null=True, blank=True)
     attempt = models.IntegerField(null=True, blank=True)
     event_id = models.CharField(max_length=40, null=True, blank=True)
+    # W3C trace context of the message, kept so that a replay continues its trace.
+    traceparent = models.CharField(max_length=55, null=True, blank=True)
 
     class Meta:
         db_table = "message_logs"
@@ -52,22 +54,22 @@ class MessageLog(models.Model):
         return f"{self.message_id} {self.sender}→{self.receiver} {self.status}"
 
 
-class RecordedEvent(models.Model):
-    """An events-stream entry whose rows are committed: what makes recording idempotent.
+class RecorderCursor(models.Model):
+    """How far the recorder has read one stream (``last_id``, a stream entry id).
 
-    The recorder adds these in the transaction that writes the rows, and skips an entry already
-    here, so a batch delivered twice (its recorder died before acknowledging it) adds nothing.
-    Rows can then be written by COPY, which has no ON CONFLICT; a unique index on the message log
-    itself cost more than the rows. Only the entries the recorder group has not acknowledged are
-    ever delivered again, so the ledger is pruned behind that point and stays small.
+    The cursor advances in the transaction that writes the rows read up to it, so a recorder
+    that dies between reading and committing reads the same entries again and adds each row
+    exactly once. Several recorders share the streams by locking cursor rows (SKIP LOCKED).
+    The recorder reads with XREAD, not in a consumer group: a group on an agent's inbox could be
+    acknowledged, claimed or read by that agent, who could then hide messages from the log.
     """
 
-    pk = models.CompositePrimaryKey("ms", "seq")
-    ms = models.BigIntegerField()
-    seq = models.BigIntegerField()
+    stream = models.CharField(max_length=200, primary_key=True)
+    last_id = models.CharField(max_length=41, default="0-0")
+    updated_at = models.DateTimeField(db_default=Now())
 
     class Meta:
-        db_table = "message_log_events"
+        db_table = "message_log_cursors"
 
     def __str__(self) -> str:
-        return f"{self.ms}-{self.seq}"
+        return f"{self.stream} @ {self.last_id}"

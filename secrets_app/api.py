@@ -20,7 +20,7 @@ from ninja.security import HttpBearer
 
 from agents_app.services import authenticate
 from audit_app import services as audit
-from foundation_client._sealing import load_public_key, seal, sealing_context
+from foundation_client.protocol import load_public_key, seal, sealing_context
 from secrets_app import services
 from secrets_app.exceptions import (
     AccessDenied,

@@ -20,7 +20,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
 from django.http import HttpRequest
 
-from foundation_client._wire import SECRETS_API_PATH as PREFIX
+from foundation_client.protocol import SECRETS_API_PATH as PREFIX
 from secrets_app.api import bearer_token, serve_read
 
 ASGIApp = Any

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from agents_app.models import Agent
 from audit_app import services as audit
-from foundation_client._wire import SECRETS_ROTATION_CHANNEL, RotationNotice
-from foundation_site.redis_client import get_redis
+from foundation_client.protocol import SECRETS_ROTATION_CHANNEL, RotationNotice
+from foundation_site.redis_client import get_wire
 from secrets_app import value_cache
 from secrets_app.backends import get_backend
 from secrets_app.exceptions import (
@@ -48,7 +48,7 @@ def announce(name: str, version: int) -> None:
 
     def publish() -> None:
         try:
-            get_redis().publish(SECRETS_ROTATION_CHANNEL, RotationNotice(name, version).encode())
+            get_wire().publish(SECRETS_ROTATION_CHANNEL, RotationNotice(name, version).encode())
         except Exception as exc:  # the TTL still bounds staleness; never fail the change for it
             logger.warning("could not announce %s v%d: %s", name, version, type(exc).__name__)
 

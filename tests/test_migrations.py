@@ -111,7 +111,7 @@ def constraints(table: str):
 # Columns added beyond the seed, each for a documented reason (docs/architecture.md).
 EXTRA_COLUMNS = {
     "secrets_metadata": {"description", "current_version", "last_read_at", "last_read_by"},
-    "message_logs": {"correlation_id", "attempt", "event_id"},
+    "message_logs": {"correlation_id", "attempt", "event_id", "traceparent"},
 }
 
 

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.django_db
 def test_create_agent_prints_the_token_once_and_stores_its_hash():
     out = StringIO()
     call_command("create_agent", "ai_manager", "--grant", "openai_*", "--grant", "db", stdout=out)
-    token = out.getvalue().strip().splitlines()[-1]
+    lines = dict(
+        line.split("=", 1) for line in out.getvalue().splitlines() if not line.startswith("#")
+    )
+    token = lines["FOUNDATION_AGENT_TOKEN"]
     agent = Agent.objects.get(name="ai_manager")
     assert token.startswith("fdn_")
     assert agent.token_hash == hash_token(token)

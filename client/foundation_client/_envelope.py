@@ -1,24 +1,28 @@
-"""The message envelope and the Redis names of messaging: one definition for agents and the site.
-
-Every agent has an inbox stream read by the consumer group ``agents``; several processes of one
-agent share its inbox. Retries wait in a per-agent sorted set until due. Messages that cannot be
-handled end in one dead-letter stream; every status change goes to one events stream, which the
-site's recorder turns into ``message_logs`` rows.
-"""
+"""The message envelope: one definition of its members, from which encoding, decoding and the
+message log's columns all derive (``ENVELOPE_FIELDS``, ``LOG_COLUMNS``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any
 
 import orjson
 
-#: Message types are plain tokens, like agent names (``_wire.AGENT_NAME``): they need no JSON
-#: escaping, and a malformed one is refused at ``send`` rather than discovered by a consumer.
-MESSAGE_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,50}$")
+from foundation_client._wire import AGENT_NAME
+
+#: Message types are plain tokens, like agent names: they need no JSON escaping, and a malformed
+#: one is refused at ``send`` rather than discovered by a consumer.
+MESSAGE_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,50}")
+#: Message and correlation ids: tokens that name Redis keys (``done:<id>``) safely: no braces
+#: (hash tags), no colons, no glob characters.
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+#: W3C trace context (``version-trace_id-parent_id-flags``), carried, never interpreted here.
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def new_id() -> str:
@@ -32,47 +36,13 @@ def new_ids(count: int) -> list[str]:
     return [text[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
-GROUP = "agents"
-DEAD_LETTERS = "foundation:msg:dead"
-EVENTS = "foundation:msg:events"
-AGENTS = "foundation:msg:agents"  # the set of agent names that consume, for broadcast
-
-REPLY_TYPE = "__reply__"
-
-
-def inbox(agent: str) -> str:
-    return f"foundation:msg:{agent}"
-
-
-def delayed(agent: str) -> str:
-    return f"foundation:msg:{agent}:delayed"
-
-
-def done_key(agent: str, message_id: str) -> str:
-    return f"foundation:msg:{agent}:done:{message_id}"
-
-
 def dump_json(value: Any) -> bytes:
-    """Compact JSON by orjson: messaging's hot path makes two documents a message, and the
-    standard library's encoder was a third of a producer's time. Raises ``TypeError`` for what
-    JSON cannot hold exactly (sets, non-string keys, integers beyond 64 bits). Datetimes, UUIDs,
-    enums and dataclasses become their JSON forms (RFC 3339 text, text, value, object), and NaN
-    and infinities become null, as in JavaScript."""
+    """Compact JSON by orjson: messaging's hot path makes a document a message, and the standard
+    library's encoder was a third of a producer's time. Raises ``TypeError`` for what JSON cannot
+    hold exactly (sets, non-string keys, integers beyond 64 bits). Datetimes, UUIDs, enums and
+    dataclasses become their JSON forms (RFC 3339 text, text, value, object), and NaN and
+    infinities become null, as in JavaScript."""
     return orjson.dumps(value)
-
-
-def _text(value: object) -> bool:
-    return type(value) is str and value != ""
-
-
-class MalformedMessage(ValueError):
-    """An entry that is not an envelope (a foreign producer, a truncated write)."""
-
-
-def parse_stream_id(raw: str | bytes) -> tuple[int, int]:
-    """A stream entry id ("1764161234567-3") as (milliseconds, sequence), for comparing."""
-    ms, _, seq = as_text(raw).partition("-")
-    return int(ms), int(seq or 0)
 
 
 def as_text(value: Any) -> str:
@@ -80,10 +50,16 @@ def as_text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+class MalformedMessage(ValueError):
+    """An entry that is not an envelope (a foreign producer, a truncated write, a forgery)."""
+
+
 @dataclass(slots=True)
 class Envelope:
     """One message. Treat it as immutable (``next_attempt`` makes a changed copy); it is not a
-    frozen dataclass only because a frozen one costs twice as much to make."""
+    frozen dataclass only because a frozen one costs twice as much to make.
+
+    The members, in this order, are the wire format (``ENVELOPE_FIELDS``)."""
 
     sender: str
     receiver: str
@@ -94,41 +70,22 @@ class Envelope:
     correlation_id: str | None = None
     created_at: float = field(default_factory=time.time)
     reply_to: str | None = None
+    traceparent: str | None = None
     # The payload's JSON, when already made (sending checks its size): not made twice.
     payload_json: bytes | None = field(default=None, compare=False, repr=False)
-
-    def to_fields(self) -> dict[str, str]:
-        return {
-            "id": self.id,
-            "sender": self.sender,
-            "receiver": self.receiver,
-            "type": self.type,
-            "payload": self.payload_text(),
-            "attempt": str(self.attempt),
-            "correlation_id": self.correlation_id or "",
-            "created_at": repr(self.created_at),
-            "reply_to": self.reply_to or "",
-        }
 
     def to_json(self) -> bytes:
         """The envelope as one JSON object: what an inbox entry carries (field ``e``). The
         payload's JSON, already made when sending, is spliced in rather than made again."""
-        head = orjson.dumps(
-            {
-                "id": self.id,
-                "sender": self.sender,
-                "receiver": self.receiver,
-                "type": self.type,
-                "attempt": self.attempt,
-                "correlation_id": self.correlation_id,
-                "created_at": self.created_at,
-                "reply_to": self.reply_to,
-            }
-        )
+        head = dump_json(dict(zip(HEAD_FIELDS, _head(self), strict=True)))
         return b"".join((head[:-1], b',"payload":', self.payload_bytes(), b"}"))
 
     def to_entry(self) -> dict[str, bytes]:
         return {"e": self.to_json()}
+
+    def head(self) -> dict[str, Any]:
+        """Every member but the payload: what a status event says of a message."""
+        return dict(zip(HEAD_FIELDS, _head(self), strict=True))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Envelope:
@@ -136,145 +93,132 @@ class Envelope:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise MalformedMessage(f"envelope is not JSON: {exc}") from None
-        # Fast path: an envelope as ``to_json`` writes it, taken as it is once its types are
-        # checked. Consumers parse every message, and this is their largest cost after the
-        # handler; anything else goes through ``_from_dict``, which says what is wrong.
-        try:
-            envelope = cls(
-                data["sender"],
-                data["receiver"],
-                data["type"],
-                data["payload"],
-                data["id"],
-                data["attempt"],
-                data["correlation_id"],
-                data["created_at"],
-                data["reply_to"],
-            )
-        except (KeyError, TypeError):
-            return cls._from_dict(data)
-        if (
-            type(envelope.id) is str
-            and type(envelope.sender) is str
-            and type(envelope.receiver) is str
-            and type(envelope.type) is str
-            and envelope.id
-            and envelope.sender
-            and envelope.receiver
-            and envelope.type
-            and type(envelope.attempt) is int
-            and envelope.attempt > 0
-            and type(envelope.created_at) is float
-            and (envelope.correlation_id is None or _text(envelope.correlation_id))
-            and (envelope.reply_to is None or _text(envelope.reply_to))
-        ):
-            return envelope
-        return cls._from_dict(data)
-
-    @classmethod
-    def _from_dict(cls, data: Any) -> Envelope:
         if type(data) is not dict:
             raise MalformedMessage("envelope is not an object")
-        get = data.get
-        identity = (get("id"), get("sender"), get("receiver"), get("type"))
-        if not all(identity) or "payload" not in data:
-            names = ("id", "sender", "receiver", "type")
-            missing = [n for n, v in zip(names, identity, strict=True) if not v]
-            raise MalformedMessage(f"missing field(s): {', '.join(missing or ['payload'])}")
-        attempt, created_at = get("attempt", 1), get("created_at", 0.0)
-        if type(attempt) is not int or attempt < 1 or not isinstance(created_at, int | float):
-            raise MalformedMessage("attempt or created_at is not a valid number")
-        return cls(
-            id=str(identity[0]),
-            sender=str(identity[1]),
-            receiver=str(identity[2]),
-            type=str(identity[3]),
-            payload=data["payload"],
-            attempt=attempt,
-            correlation_id=str(get("correlation_id") or "") or None,
-            created_at=float(created_at),
-            reply_to=str(get("reply_to") or "") or None,
-        )
+        # Fast path: an envelope as ``to_json`` writes it, taken as it is once its types are
+        # checked. Consumers parse every message, and this is their largest cost after the
+        # handler; anything else goes through ``from_dict``, which says what is wrong.
+        try:
+            envelope = cls(*[data[name] for name in ENVELOPE_FIELDS])
+        except KeyError:
+            return cls.from_dict(data)
+        if _well_typed(envelope):
+            return envelope
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Envelope:
+        """Parse a decoded envelope, member by member; raise :class:`MalformedMessage` saying
+        which member is wrong. Missing optional members take their defaults."""
+        values: dict[str, Any] = {}
+        for spec in _SPECS:
+            if spec.name not in data or (data[spec.name] is None and spec.optional):
+                if spec.required:
+                    raise MalformedMessage(f"missing field: {spec.name}")
+                continue
+            value = data[spec.name]
+            if spec.name == "created_at" and type(value) is int:
+                value = float(value)
+            if not spec.valid(value):
+                raise MalformedMessage(f"field {spec.name} is not {spec.description}")
+            values[spec.name] = value
+        return cls(**values)
 
     @classmethod
     def from_entry(cls, fields: dict[Any, Any]) -> Envelope:
-        """Parse an inbox entry: one ``e`` field (ours), or one field per envelope member (a
-        foreign producer's, or a dead letter's)."""
+        """Parse an inbox entry: one field ``e``, the envelope's JSON."""
         raw = fields.get(b"e")
         if raw is None:
             raw = fields.get("e")
-        if raw is not None and len(fields) == 1:
-            return cls.from_json(raw)
-        return cls.from_fields(fields)
-
-    @classmethod
-    def from_fields(cls, fields: dict[Any, Any]) -> Envelope:
-        """Parse a stream entry; raise :class:`MalformedMessage` saying what is wrong."""
-        data = {as_text(k): as_text(v) for k, v in fields.items()}
-        missing = [
-            name for name in ("id", "sender", "receiver", "type", "payload") if not data.get(name)
-        ]
-        if missing:
-            raise MalformedMessage(f"missing field(s): {', '.join(missing)}")
-        try:
-            payload = orjson.loads(data["payload"])
-        except orjson.JSONDecodeError:
-            raise MalformedMessage("payload is not JSON") from None
-        try:
-            attempt = int(data.get("attempt") or 1)
-            created_at = float(data.get("created_at") or 0.0)
-        except ValueError:
-            raise MalformedMessage("attempt or created_at is not a number") from None
-        if attempt < 1:
-            raise MalformedMessage("attempt must be at least 1")
-        return cls(
-            id=data["id"],
-            sender=data["sender"],
-            receiver=data["receiver"],
-            type=data["type"],
-            payload=payload,
-            payload_json=data["payload"].encode(),
-            attempt=attempt,
-            correlation_id=data.get("correlation_id") or None,
-            created_at=created_at,
-            reply_to=data.get("reply_to") or None,
-        )
+        if raw is None or len(fields) != 1:
+            raise MalformedMessage("an inbox entry has exactly one field, 'e'")
+        return cls.from_json(raw)
 
     def payload_bytes(self) -> bytes:
         if self.payload_json is None:
             self.payload_json = dump_json(self.payload)
         return self.payload_json
 
-    def payload_text(self) -> str:
-        return self.payload_bytes().decode()
-
     def next_attempt(self) -> Envelope:
         return replace(self, attempt=self.attempt + 1)
 
 
-def event_fields(
-    status: str,
-    envelope: Envelope | None,
-    *,
-    error: str | None = None,
-    message_id: str | None = None,
-    include_payload: bool = False,
-) -> dict[str, str]:
-    """One status event for the recorder."""
-    fields = {"status": status, "at": repr(time.time())}
-    if envelope is not None:
-        fields.update(
-            message_id=envelope.id,
-            sender=envelope.sender,
-            receiver=envelope.receiver,
-            type=envelope.type,
-            correlation_id=envelope.correlation_id or "",
-            attempt=str(envelope.attempt),
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    kinds: tuple[type, ...]
+    optional: bool  # may be null
+    required: bool  # must be present
+    pattern: re.Pattern[str] | None = None
+    description: str = ""
+
+    def valid(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if self.kinds == (object,):  # the payload: any JSON value
+            return True
+        if type(value) not in self.kinds:
+            return False
+        if self.pattern is not None:
+            return self.pattern.fullmatch(value) is not None
+        if self.name == "attempt":
+            return bool(value >= 1)
+        return True
+
+
+_SPECS = (
+    _Spec("sender", (str,), False, True, AGENT_NAME, "an agent name"),
+    _Spec("receiver", (str,), False, True, AGENT_NAME, "an agent name"),
+    _Spec("type", (str,), False, True, MESSAGE_TYPE, "a message type"),
+    _Spec("payload", (object,), True, True, None, "JSON"),
+    _Spec("id", (str,), False, True, MESSAGE_ID, "a message id"),
+    _Spec("attempt", (int,), False, False, None, "an integer of at least 1"),
+    _Spec("correlation_id", (str,), True, False, MESSAGE_ID, "a message id"),
+    _Spec("created_at", (float,), False, False, None, "a number"),
+    _Spec("reply_to", (str,), True, False, AGENT_NAME, "an agent name"),
+    _Spec("traceparent", (str,), True, False, TRACEPARENT, "a W3C traceparent"),
+)
+
+#: The envelope's members, in wire and constructor order: the one schema.
+ENVELOPE_FIELDS: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
+if tuple(f.name for f in dataclasses.fields(Envelope))[:-1] != ENVELOPE_FIELDS:
+    raise AssertionError("the envelope's specs and its dataclass disagree")
+#: Every member but the payload, as events and the head of ``to_json`` carry them.
+HEAD_FIELDS: tuple[str, ...] = tuple(name for name in ENVELOPE_FIELDS if name != "payload")
+#: Which ``message_logs`` column each member fills (members not listed are not logged).
+LOG_COLUMNS: dict[str, str] = {
+    "id": "message_id",
+    "sender": "sender",
+    "receiver": "receiver",
+    "type": "message_type",
+    "payload": "payload",
+    "attempt": "attempt",
+    "correlation_id": "correlation_id",
+    "traceparent": "traceparent",
+}
+_head = attrgetter(*HEAD_FIELDS)
+_ID = MESSAGE_ID.fullmatch
+_NAME = AGENT_NAME.fullmatch
+
+
+def _well_typed(e: Envelope) -> bool:
+    """The fast path's checks: what ``from_dict`` would accept, for the usual shape."""
+    return bool(
+        type(e.sender) is str
+        and type(e.receiver) is str
+        and type(e.type) is str
+        and type(e.id) is str
+        and type(e.attempt) is int
+        and e.attempt > 0
+        and type(e.created_at) is float
+        and _NAME(e.sender) is not None
+        and _NAME(e.receiver) is not None
+        and MESSAGE_TYPE.fullmatch(e.type) is not None
+        and _ID(e.id) is not None
+        and (e.correlation_id is None or (type(e.correlation_id) is str and _ID(e.correlation_id)))
+        and (e.reply_to is None or (type(e.reply_to) is str and _NAME(e.reply_to) is not None))
+        and (
+            e.traceparent is None
+            or (type(e.traceparent) is str and TRACEPARENT.fullmatch(e.traceparent) is not None)
         )
-        if include_payload:
-            fields["payload"] = envelope.payload_text()
-    elif message_id:
-        fields["message_id"] = message_id
-    if error:
-        fields["error"] = error[:2000]
-    return fields
+    )

@@ -1,24 +1,29 @@
-"""``Messaging``: reliable agent-to-agent messages on Redis Streams.
+"""``Messaging``: reliable agent-to-agent messages on Redis Streams, with senders that cannot be
+forged.
 
 Delivery is at least once and nothing is lost:
 
-- ``send`` appends the envelope to the receiver's inbox and a ``sent`` event, in one transaction.
-- A consumer reads its inbox in the group ``agents`` and acknowledges an entry only after its
-  handler returned. A failure re-queues the next attempt in a delayed set (exponential backoff)
-  and acknowledges the original in the same transaction; after ``max_attempts`` the message goes
-  to the dead-letter stream instead, again in one transaction.
+- ``send`` appends the envelope to ``fdn:in:<sender>:{<receiver>}``, a stream only the sender's
+  Redis user may append to; the receiver takes the sender from the key, so it cannot be forged.
+- A consumer reads all its inboxes (one per registered sender) and its requeue stream in one
+  XREADGROUP, in the group ``agents``, and acknowledges an entry only after its handler
+  returned. A failure queues the next attempt in its delayed set (exponential backoff) and
+  acknowledges the original in one script; after ``max_attempts`` the message goes to its
+  dead letters instead, again in one script. Every script touches one agent's keys: one slot.
 - Entries left pending by a consumer that died are claimed by another after the visibility
   timeout (XAUTOCLAIM); one delivered more than ``max_attempts`` times (a message that kills its
   consumer) is dead-lettered rather than delivered again.
-- An entry that is not an envelope is dead-lettered with the reason and never stops the loop.
-- Streams are trimmed by length or age, never past an entry some group has not acknowledged.
+- An entry that is not an envelope, or whose envelope names another sender than its stream,
+  is dead-lettered with the reason and never stops the loop.
+- Every stream is bounded: inboxes by the sender's ``XADD MAXLEN ~`` and the recorder's
+  group-safe trim, the requeue stream by this client's group-safe trim, events and dead letters
+  by ``MAXLEN ~``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -29,24 +34,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from foundation_client import protocol as wire
 from foundation_client._config import ClientSettings
 from foundation_client._envelope import (
-    AGENTS,
-    DEAD_LETTERS,
-    EVENTS,
-    GROUP,
+    MESSAGE_ID,
     MESSAGE_TYPE,
-    REPLY_TYPE,
+    TRACEPARENT,
     Envelope,
     MalformedMessage,
     as_text,
-    delayed,
-    done_key,
     dump_json,
-    event_fields,
-    inbox,
     new_id,
     new_ids,
 )
@@ -57,36 +56,6 @@ from foundation_client._wire import AGENT_NAME
 logger = logging.getLogger("foundation_client.messaging")
 
 Handler = Callable[[Envelope], Awaitable[None]]
-
-# Move due retries from the delayed set into the inbox, atomically (nothing lost, nothing twice).
-_PROMOTE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, raw in ipairs(due) do
-    redis.call('XADD', KEYS[2], '*', 'e', raw)
-    redis.call('ZREM', KEYS[1], raw)
-end
-return #due
-"""
-
-# Append a batch of envelopes to their inboxes and one events entry listing them, atomically and
-# in one round trip (a MULTI would cost one reply per command). KEYS: events, then one inbox per
-# envelope; ARGV: status, time, the batch's JSON, then one envelope JSON per inbox.
-_SEND = """
-for i = 2, #KEYS do
-    redis.call('XADD', KEYS[i], '*', 'e', ARGV[i + 2])
-end
-redis.call('XADD', KEYS[1], '*', 'status', ARGV[1], 'at', ARGV[2], 'batch', ARGV[3])
-return #KEYS - 1
-"""
-
-# Delete a consumer only when it has nothing pending: DELCONSUMER would drop its pending entries.
-_DELETE_IDLE_CONSUMER = """
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
-if #pending == 0 then
-    return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-end
-return -1
-"""
 
 
 @dataclass(frozen=True)
@@ -100,15 +69,45 @@ class MessagingConfig:
     batch: int = 100
     block_ms: int = 1000
     max_payload_bytes: int = 256 * 1024
-    retention_maxlen: int | None = 100_000
-    retention_age: float | None = None  # seconds
+    #: Backstop on every inbox this agent sends to (``XADD MAXLEN ~``): an inbox nobody reads
+    #: stays bounded. Routine retention is the recorder's group-safe trim.
+    inbox_maxlen: int = 1_000_000
+    events_maxlen: int = 100_000
+    dead_maxlen: int = 10_000
+    requeue_maxlen: int = 100_000
+    retention_age: float | None = None  # seconds, for the requeue stream
     trim_every: float = 30.0
     sweep_every: float = 0.1  # how often due retries and dead consumers' entries are looked for
+    refresh_every: float = 5.0  # how often the registry is read for new senders
     dedupe_ttl: int = 86_400
 
     def backoff(self, attempt: int) -> float:
         """Delay before ``attempt`` (2, 3, ...)."""
         return float(min(self.backoff_max, self.backoff_base * 2 ** max(0, attempt - 2)))
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One stream entry in hand: which stream, its id, its fields, how often delivered."""
+
+    stream: bytes
+    entry_id: bytes
+    fields: dict[Any, Any]
+    deliveries: int = 1
+
+
+class _Scripts:
+    """The protocol's Lua scripts, called by SHA (EVALSHA) and loaded again when Redis forgot
+    them (a restart, a failover)."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self.promote = redis.register_script(wire.PROMOTE)
+        self.ack = redis.register_script(wire.ACK)
+        self.fail = redis.register_script(wire.FAIL)
+        self.dead = redis.register_script(wire.DEAD)
+        self.delete_consumer = redis.register_script(wire.DELETE_IDLE_CONSUMER)
+        self.trim = redis.register_script(wire.TRIM_STREAM)
 
 
 class Messaging:
@@ -132,15 +131,19 @@ class Messaging:
             f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
         self._handlers: dict[str, tuple[Handler, bool]] = {}
-        self._waiting: dict[str, asyncio.Future[Envelope]] = {}
+        # Pending requests: correlation id -> (future, the agent the request went to).
+        self._waiting: dict[str, tuple[asyncio.Future[Envelope], str]] = {}
         self._valid_routes: set[tuple[str, str]] = set()
-        self._prefetched: list[tuple[bytes, dict[Any, Any], int]] = []
+        self._prefetched: list[_Entry] = []
         self._ready = False
         self._last_trim = 0.0
         self._last_sweep = 0.0
-        self._promote = self._redis.register_script(_PROMOTE)
-        self._send = self._redis.register_script(_SEND)
-        self._delete_consumer = self._redis.register_script(_DELETE_IDLE_CONSUMER)
+        self._last_refresh = 0.0
+        self._requeue = wire.requeue(self.agent).encode()
+        # The streams read, each with the sender its key proves (None: the requeue stream,
+        # written only by this agent and the site).
+        self._sources: dict[bytes, str | None] = {self._requeue: None}
+        self._scripts = _Scripts(self._redis)
 
     async def __aenter__(self) -> Messaging:
         await self.start()
@@ -167,36 +170,53 @@ class Messaging:
         return register
 
     async def start(self) -> None:
-        """Create this agent's inbox and group, and clean up consumers that died idle."""
+        """Create this agent's groups on its inboxes and clean up consumers that died idle."""
         if self._ready:
             return
-        stream = inbox(self.agent)
-        try:
-            await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        await self._redis.sadd(AGENTS, self.agent)
-        await self._forget_dead_consumers(stream)
+        await self._ensure_group(self._requeue)
+        await self._refresh_senders()
+        for stream in self._sources:
+            await self._forget_dead_consumers(stream)
         self._ready = True
 
     async def close(self) -> None:
         if self._ready:
             with contextlib.suppress(RedisError):
-                await self._delete_consumer(keys=[inbox(self.agent)], args=[GROUP, self.consumer])
-        for future in self._waiting.values():
+                for stream in self._sources:
+                    await self._scripts.delete_consumer(
+                        keys=[stream], args=[wire.GROUP, self.consumer]
+                    )
+        for future, _ in self._waiting.values():
             future.cancel()
         if self._owns_redis:
             await self._redis.aclose()
 
-    async def _forget_dead_consumers(self, stream: str) -> None:
+    async def _ensure_group(self, stream: bytes) -> None:
+        try:
+            await self._redis.xgroup_create(stream, wire.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _refresh_senders(self) -> None:
+        """Read the registry: an inbox for each registered agent (and this one), its group made
+        at the start of the stream, so what was sent before is not missed."""
+        self._last_refresh = time.monotonic()
+        names = {as_text(n) for n in await self._redis.smembers(wire.AGENTS)} | {self.agent}
+        for sender in sorted(names):
+            stream = wire.inbox(self.agent, sender).encode()
+            if stream not in self._sources and AGENT_NAME.match(sender):
+                await self._ensure_group(stream)
+                self._sources[stream] = sender
+
+    async def _forget_dead_consumers(self, stream: bytes) -> None:
         """Consumer names never pile up: a consumer idle for twice the visibility timeout with
         nothing pending is deleted. One with pending entries is kept until they are reclaimed."""
         idle_ms = int(self.config.visibility_timeout * 2000)
-        for info in await self._redis.xinfo_consumers(stream, GROUP):
+        for info in await self._redis.xinfo_consumers(stream, wire.GROUP):
             name = as_text(info["name"])
             if name != self.consumer and info["pending"] == 0 and info["idle"] > idle_ms:
-                await self._delete_consumer(keys=[stream], args=[GROUP, name])
+                await self._scripts.delete_consumer(keys=[stream], args=[wire.GROUP, name])
 
     # --- sending -------------------------------------------------------------------------------
     def _envelope(
@@ -205,8 +225,10 @@ class Messaging:
         message_type: str,
         payload: Any,
         correlation_id: str | None,
+        *,
         reply_to: str | None = None,
         message_id: str | None = None,
+        traceparent: str | None = None,
     ) -> Envelope:
         if (
             type(to_agent) is not str
@@ -214,6 +236,16 @@ class Messaging:
             or (to_agent, message_type) not in self._valid_routes
         ):
             self._check_route(to_agent, message_type)
+        if correlation_id is not None and not (
+            isinstance(correlation_id, str) and MESSAGE_ID.fullmatch(correlation_id)
+        ):
+            raise MessageRejected(
+                f"{correlation_id!r} is not a correlation id (1-100 of A-Z a-z 0-9 _ . -)"
+            )
+        if traceparent is not None and not (
+            isinstance(traceparent, str) and TRACEPARENT.fullmatch(traceparent)
+        ):
+            raise MessageRejected(f"{traceparent!r} is not a W3C traceparent")
         try:
             text = dump_json(payload)
         except TypeError as exc:
@@ -230,6 +262,7 @@ class Messaging:
             id=message_id or new_id(),
             correlation_id=correlation_id,
             reply_to=reply_to,
+            traceparent=traceparent,
             payload_json=text,
         )
 
@@ -238,7 +271,7 @@ class Messaging:
         sends to few), so a batch checks each once."""
         if not isinstance(to_agent, str) or not AGENT_NAME.match(to_agent):
             raise MessageRejected(f"{to_agent!r} is not an agent name")
-        if not isinstance(message_type, str) or not MESSAGE_TYPE.match(message_type):
+        if not isinstance(message_type, str) or not MESSAGE_TYPE.fullmatch(message_type):
             raise MessageRejected(
                 f"{message_type!r} is not a message type (1-50 of A-Z a-z 0-9 _ . : -)"
             )
@@ -247,46 +280,76 @@ class Messaging:
         self._valid_routes.add((to_agent, message_type))
 
     async def send(
-        self, to_agent: str, message_type: str, payload: Any, correlation_id: str | None = None
+        self,
+        to_agent: str,
+        message_type: str,
+        payload: Any,
+        correlation_id: str | None = None,
+        *,
+        traceparent: str | None = None,
     ) -> str:
         """Send one message; return its id. Refused at once (``MessageRejected``): a payload JSON
         cannot hold, or one too big (see ``dump_json`` for what JSON holds)."""
-        return (await self.send_many([(to_agent, message_type, payload, correlation_id)]))[0]
+        envelope = self._envelope(
+            to_agent, message_type, payload, correlation_id, traceparent=traceparent
+        )
+        return (await self._write([envelope]))[0]
 
-    async def send_many(self, messages: list[tuple[str, str, Any, str | None]]) -> list[str]:
-        """Send a batch in one transaction (all or nothing), with one ``sent`` event per message."""
+    async def send_many(
+        self, messages: list[tuple[str, str, Any, str | None]], *, ids: list[str] | None = None
+    ) -> list[str]:
+        """Send a batch in one round trip; return the ids. Everything is checked before anything
+        is written. If this raises after the check (Redis went away), some messages may have
+        been written: send the batch again with the same ``ids`` and receivers that
+        de-duplicate handle each once."""
+        if ids is not None and len(ids) != len(messages):
+            raise MessageRejected("give one id per message")
         # One read of the system's random source for the batch's ids, not one per message.
-        ids = new_ids(len(messages))
+        chosen = ids or new_ids(len(messages))
         envelopes = [
-            self._envelope(to, kind, payload, correlation, None, ids[i])
+            self._envelope(to, kind, payload, correlation, message_id=chosen[i])
             for i, (to, kind, payload, correlation) in enumerate(messages)
         ]
         return await self._write(envelopes)
 
-    async def _write(self, envelopes: list[Envelope], status: str = "sent") -> list[str]:
-        """The envelopes and one events entry listing them all, in one atomic script."""
-        # The events entry lists the envelopes themselves: the recorder needs what they hold.
-        texts = [e.to_json() for e in envelopes]
-        await self._send(
-            keys=[EVENTS, *(inbox(e.receiver) for e in envelopes)],
-            args=[status, repr(time.time()), b"[" + b",".join(texts) + b"]", *texts],
-        )
+    async def _write(self, envelopes: list[Envelope]) -> list[str]:
+        """Append each envelope to its inbox: plain XADDs in one pipeline. The sender's user may
+        only XADD there (a script would need read access to the key as well)."""
+        cap = self.config.inbox_maxlen
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for envelope in envelopes:
+                pipe.xadd(
+                    wire.inbox(envelope.receiver, self.agent),
+                    {"e": envelope.to_json()},
+                    maxlen=cap,
+                    approximate=True,
+                )
+            await pipe.execute()
         return [envelope.id for envelope in envelopes]
 
     async def broadcast(self, message_type: str, payload: Any) -> list[str]:
-        """Send to every agent that consumes (except this one)."""
-        members = await self._redis.smembers(AGENTS)
+        """Send to every registered agent but this one."""
+        members = await self._redis.smembers(wire.AGENTS)
         targets = sorted(name for name in map(as_text, members) if name != self.agent)
         return await self.send_many([(name, message_type, payload, None) for name in targets])
 
     async def request(
-        self, to_agent: str, message_type: str, payload: Any, *, timeout: float = 5.0
+        self,
+        to_agent: str,
+        message_type: str,
+        payload: Any,
+        *,
+        timeout: float = 5.0,
+        traceparent: str | None = None,
     ) -> Envelope:
         """Send and wait for the reply (the receiver calls ``reply``). This agent's consume loop
-        must be running, since the reply arrives in its inbox."""
-        envelope = self._envelope(to_agent, message_type, payload, None, reply_to=self.agent)
+        must be running, since the reply arrives in its inbox. Only ``to_agent`` can answer: a
+        reply from anyone else is dead-lettered as forged."""
+        envelope = self._envelope(
+            to_agent, message_type, payload, None, reply_to=self.agent, traceparent=traceparent
+        )
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self._waiting[envelope.id] = future
+        self._waiting[envelope.id] = (future, to_agent)
         try:
             await self._write([envelope])
             return await asyncio.wait_for(future, timeout)
@@ -298,9 +361,16 @@ class Messaging:
             self._waiting.pop(envelope.id, None)
 
     async def reply(self, request: Envelope, payload: Any) -> str:
+        """Answer ``request``; the reply continues its trace."""
         if not request.reply_to:
             raise MessageRejected("this message expects no reply")
-        envelope = self._envelope(request.reply_to, REPLY_TYPE, payload, request.id)
+        envelope = self._envelope(
+            request.reply_to,
+            wire.REPLY_TYPE,
+            payload,
+            request.id,
+            traceparent=request.traceparent,
+        )
         return (await self._write([envelope]))[0]
 
     # --- consuming -----------------------------------------------------------------------------
@@ -334,196 +404,234 @@ class Messaging:
         and never handled wait for the visibility timeout.
         """
         await self.start()
-        stream = inbox(self.agent)
         now = time.monotonic()
+        if now - self._last_refresh >= self.config.refresh_every:
+            await self._refresh_senders()
         # Retries and reclaims are looked for a few times a second, not on every round: on a
         # busy inbox every round would otherwise cost two more round trips.
-        entries: list[tuple[bytes, dict[Any, Any], int]] = []
+        entries: list[_Entry] = []
         if now - self._last_sweep >= self.config.sweep_every:
             self._last_sweep = now
-            await self._promote(
-                keys=[delayed(self.agent), stream], args=[repr(time.time()), self.config.batch]
+            await self._scripts.promote(
+                keys=[wire.delayed(self.agent), self._requeue],
+                args=[repr(time.time()), self.config.batch, self.config.requeue_maxlen],
             )
-            entries = await self._reclaim(stream)
+            entries = await self._reclaim()
         if not entries and self._prefetched:
             entries, self._prefetched = self._prefetched, []
         elif not entries:
             block = self.config.block_ms if block_ms is None else block_ms
             response = await self._redis.xreadgroup(
-                GROUP, self.consumer, {stream: ">"}, count=self.config.batch, block=block or None
+                wire.GROUP,
+                self.consumer,
+                dict.fromkeys(self._sources, ">"),
+                count=self.config.batch,
+                block=block or None,
             )
             entries = _unpack(response)
         if entries:
-            done = await self._handle(stream, entries)
+            done = await self._handle(entries)
             more = prefetch and not self._prefetched
             if done or more:
-                await self._ack(stream, done, prefetch=more)
+                await self._ack(done, prefetch=more)
         if time.monotonic() - self._last_trim > self.config.trim_every:
             self._last_trim = time.monotonic()
-            await trim_stream(
-                self._redis,
-                stream,
-                maxlen=self.config.retention_maxlen,
-                max_age=self.config.retention_age,
+            await self._scripts.trim(
+                keys=[self._requeue],
+                args=wire.trim_arguments(self.config.requeue_maxlen, self.config.retention_age),
             )
         return len(entries)
 
-    async def _reclaim(self, stream: str) -> list[tuple[bytes, dict[Any, Any], int]]:
+    async def _reclaim(self) -> list[_Entry]:
+        """Entries of every inbox left pending by a dead consumer, with their delivery counts
+        (a message that kills consumers is dead-lettered by it): two pipelined round trips."""
         idle_ms = int(self.config.visibility_timeout * 1000)
-        result = await self._redis.xautoclaim(
-            stream, GROUP, self.consumer, idle_ms, "0-0", count=self.config.batch
-        )
-        claimed = [(entry_id, fields) for entry_id, fields in result[1] if fields]
+        streams = list(self._sources)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xautoclaim(
+                    stream, wire.GROUP, self.consumer, idle_ms, "0-0", count=self.config.batch
+                )
+            results = await pipe.execute()
+        claimed = [
+            _Entry(stream, entry_id, fields)
+            for stream, result in zip(streams, results, strict=True)
+            for entry_id, fields in result[1]
+            if fields
+        ]
         if not claimed:
             return []
-        # Each entry's delivery count (a message that kills consumers is dead-lettered by it),
-        # in one round trip.
         async with self._redis.pipeline(transaction=False) as pipe:
-            for entry_id, _ in claimed:
-                pipe.xpending_range(stream, GROUP, entry_id, entry_id, 1)
+            for entry in claimed:
+                pipe.xpending_range(entry.stream, wire.GROUP, entry.entry_id, entry.entry_id, 1)
             counts = await pipe.execute()
-        out = [
-            (entry_id, fields, int(info[0]["times_delivered"]) if info else 1)
-            for (entry_id, fields), info in zip(claimed, counts, strict=True)
-        ]
-        logger.info("reclaimed %d entries left pending by a dead consumer", len(out))
-        return out
+        for entry, info in zip(claimed, counts, strict=True):
+            entry.deliveries = int(info[0]["times_delivered"]) if info else 1
+        logger.info("reclaimed %d entries left pending by a dead consumer", len(claimed))
+        return claimed
 
-    async def _handle(
-        self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]]
-    ) -> list[tuple[bytes, Envelope, bool]]:
+    async def _handle(self, entries: list[_Entry]) -> list[tuple[_Entry, Envelope, bool]]:
         """Run the handlers; failures and dead letters are settled here, one by one. Returns
         the entries to acknowledge."""
-        keeper = asyncio.create_task(self._keep_claimed(stream, [e[0] for e in entries]))
+        keeper = asyncio.create_task(self._keep_claimed(entries))
         try:
-            return await self._handle_all(stream, entries)
+            return await self._handle_all(entries)
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
 
-    async def _keep_claimed(self, stream: str, entry_ids: list[bytes]) -> None:
+    async def _keep_claimed(self, entries: list[_Entry]) -> None:
         """While a batch is in hand, claim its entries (and those read ahead) again every third
         of the visibility timeout: slow handlers (an LLM call can take minutes) must not make
         this live consumer look dead to the others. XCLAIM resets an entry's idle time, JUSTID
         leaves its delivery count alone, and entries already acknowledged are not claimed."""
         while True:
             await asyncio.sleep(self.config.visibility_timeout / 3)
-            ids = entry_ids + [entry[0] for entry in self._prefetched]
+            by_stream: dict[bytes, list[bytes]] = {}
+            for entry in entries + self._prefetched:
+                by_stream.setdefault(entry.stream, []).append(entry.entry_id)
             try:
-                await self._redis.xclaim(stream, GROUP, self.consumer, 0, ids, justid=True)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for stream, ids in by_stream.items():
+                        pipe.xclaim(stream, wire.GROUP, self.consumer, 0, ids, justid=True)
+                    await pipe.execute()
             except RedisError as exc:
-                logger.warning("could not extend the claim on %d entries: %s", len(ids), exc)
+                logger.warning("could not extend the claim on a batch: %s", exc)
 
-    async def _handle_all(
-        self, stream: str, entries: list[tuple[bytes, dict[Any, Any], int]]
-    ) -> list[tuple[bytes, Envelope, bool]]:
-        parsed: list[tuple[bytes, dict[Any, Any], int, Envelope | MalformedMessage]] = []
-        for entry_id, fields, deliveries in entries:
+    def _parse(self, entry: _Entry) -> Envelope:
+        """The entry's envelope, checked against what its stream proves: the sender of an inbox
+        entry is the agent the key names; anything in this agent's streams is for this agent."""
+        envelope = Envelope.from_entry(entry.fields)
+        sender = self._sources.get(entry.stream)
+        if sender is not None and envelope.sender != sender:
+            raise MalformedMessage(
+                f"forged sender: the envelope says {envelope.sender!r}, the stream is {sender!r}'s"
+            )
+        if envelope.receiver != self.agent:
+            raise MalformedMessage(f"misdelivered: the envelope is for {envelope.receiver!r}")
+        return envelope
+
+    async def _handle_all(self, entries: list[_Entry]) -> list[tuple[_Entry, Envelope, bool]]:
+        parsed: list[tuple[_Entry, Envelope | MalformedMessage]] = []
+        for entry in entries:
             try:
-                parsed.append((entry_id, fields, deliveries, Envelope.from_entry(fields)))
+                parsed.append((entry, self._parse(entry)))
             except MalformedMessage as exc:
-                parsed.append((entry_id, fields, deliveries, exc))
+                parsed.append((entry, exc))
         handled_before = await self._handled_before(parsed)
-        done: list[tuple[bytes, Envelope, bool]] = []
-        for entry_id, fields, deliveries, envelope in parsed:
+        done: list[tuple[_Entry, Envelope, bool]] = []
+        for entry, envelope in parsed:
             if isinstance(envelope, MalformedMessage):
-                await self._dead(stream, entry_id, None, f"malformed entry: {envelope}", fields)
+                await self._dead(entry, None, f"malformed entry: {envelope}")
                 continue
-            if deliveries > self.config.max_attempts:
-                await self._dead(
-                    stream,
-                    entry_id,
-                    envelope,
-                    f"delivered {deliveries} times without an acknowledgement",
-                    None,
-                )
+            if entry.deliveries > self.config.max_attempts:
+                reason = f"delivered {entry.deliveries} times without an acknowledgement"
+                await self._dead(entry, envelope, reason)
                 continue
-            if envelope.type == REPLY_TYPE:
+            if envelope.type == wire.REPLY_TYPE:
                 waiting = self._waiting.get(envelope.correlation_id or "")
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(envelope)
-                done.append((entry_id, envelope, False))
+                if waiting is not None and waiting[1] != envelope.sender:
+                    reason = (
+                        f"forged reply: from {envelope.sender!r} to a request sent to "
+                        f"{waiting[1]!r}"
+                    )
+                    await self._dead(entry, envelope, reason)
+                    continue
+                if waiting is not None and not waiting[0].done():
+                    waiting[0].set_result(envelope)
+                done.append((entry, envelope, False))
                 continue
             registered = self._handlers.get(envelope.type)
             if registered is None:
-                await self._dead(
-                    stream, entry_id, envelope, f"no handler for type {envelope.type!r}", None
-                )
+                await self._dead(entry, envelope, f"no handler for type {envelope.type!r}")
                 continue
             handler, dedupe = registered
             if dedupe and envelope.id in handled_before:
-                done.append((entry_id, envelope, False))
+                done.append((entry, envelope, False))
                 continue
             try:
                 await handler(envelope)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                await self._failed(stream, entry_id, envelope, f"{type(exc).__name__}: {exc}")
+                await self._failed(entry, envelope, f"{type(exc).__name__}: {exc}")
             else:
-                done.append((entry_id, envelope, dedupe))
+                done.append((entry, envelope, dedupe))
         return done
 
     async def _handled_before(
-        self, parsed: list[tuple[bytes, dict[Any, Any], int, Envelope | MalformedMessage]]
+        self, parsed: list[tuple[_Entry, Envelope | MalformedMessage]]
     ) -> set[str]:
         """The ids, among the batch's messages for de-duplicating handlers, already handled
         successfully: one MGET for the batch."""
         ids = [
             envelope.id
-            for _, _, _, envelope in parsed
+            for _, envelope in parsed
             if isinstance(envelope, Envelope)
             and self._handlers.get(envelope.type, (None, False))[1]
         ]
         if not ids:
             return set()
-        found = await self._redis.mget([done_key(self.agent, message_id) for message_id in ids])
+        found = await self._redis.mget([wire.done_key(self.agent, i) for i in ids])
         return {message_id for message_id, value in zip(ids, found, strict=True) if value}
 
-    async def _ack(
-        self, stream: str, done: list[tuple[bytes, Envelope, bool]], *, prefetch: bool
-    ) -> None:
-        """Acknowledge ``done`` with their ``delivered`` event in one transaction; with
-        ``prefetch``, read the next batch in the same round trip (without blocking)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
+    async def _ack(self, done: list[tuple[_Entry, Envelope, bool]], *, prefetch: bool) -> None:
+        """Acknowledge ``done`` with their ``delivered`` event in one script; with ``prefetch``,
+        read the next batch in the same round trip (without blocking)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
             if done:
-                pipe.xack(stream, GROUP, *[entry_id for entry_id, _, _ in done])
-                for _, envelope, dedupe in done:
-                    if dedupe:
-                        pipe.set(done_key(self.agent, envelope.id), b"1", ex=self.config.dedupe_ttl)
-                batch = [
-                    {
-                        "id": e.id,
-                        "sender": e.sender,
-                        "receiver": e.receiver,
-                        "type": e.type,
-                        "correlation_id": e.correlation_id or "",
-                        "attempt": e.attempt,
-                    }
-                    for _, e, _ in done
+                keys = [
+                    wire.events(self.agent),
+                    *(entry.stream for entry, _, _ in done),
+                    *(wire.done_key(self.agent, e.id) for _, e, dedupe in done if dedupe),
                 ]
-                pipe.xadd(
-                    EVENTS,
-                    {"status": "delivered", "at": repr(time.time()), "batch": dump_json(batch)},
-                )
+                args = [
+                    len(done),
+                    wire.GROUP,
+                    repr(time.time()),
+                    dump_json([envelope.head() for _, envelope, _ in done]),
+                    self.config.events_maxlen,
+                    self.config.dedupe_ttl,
+                    *(entry.entry_id for entry, _, _ in done),
+                ]
+                pipe.evalsha(self._scripts.ack.sha, len(keys), *keys, *args)
             if prefetch:
-                pipe.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.config.batch)
-            results = await pipe.execute()
+                pipe.xreadgroup(
+                    wire.GROUP,
+                    self.consumer,
+                    dict.fromkeys(self._sources, ">"),
+                    count=self.config.batch,
+                )
+            try:
+                results = await pipe.execute()
+            except NoScriptError:
+                # Redis forgot the script (a restart): once more by the script object, which
+                # loads it; what was to be read ahead is read next round.
+                await self._scripts.ack(keys=keys, args=args)
+                return
         if prefetch:
             self._prefetched = _unpack(results[-1])
 
-    async def _failed(self, stream: str, entry_id: bytes, envelope: Envelope, error: str) -> None:
+    async def _failed(self, entry: _Entry, envelope: Envelope, error: str) -> None:
         if envelope.attempt >= self.config.max_attempts:
-            await self._dead(stream, entry_id, envelope, error, None)
+            await self._dead(entry, envelope, error)
             return
         retry = envelope.next_attempt()
         due = time.time() + self.config.backoff(retry.attempt)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(delayed(self.agent), {retry.to_json(): due})
-            pipe.xack(stream, GROUP, entry_id)
-            pipe.xadd(EVENTS, event_fields("failed", envelope, error=error))
-            await pipe.execute()
+        await self._scripts.fail(
+            keys=[wire.delayed(self.agent), entry.stream, wire.events(self.agent)],
+            args=[
+                wire.GROUP,
+                entry.entry_id,
+                retry.to_json(),
+                due,
+                repr(time.time()),
+                dump_json([envelope.head()]),
+                error[:2000],
+                self.config.events_maxlen,
+            ],
+        )
         logger.warning(
             "message %s (%s) failed, attempt %d: %s",
             envelope.id,
@@ -532,101 +640,49 @@ class Messaging:
             error,
         )
 
-    async def _dead(
-        self,
-        stream: str,
-        entry_id: bytes,
-        envelope: Envelope | None,
-        reason: str,
-        raw: dict[Any, Any] | None,
-    ) -> None:
-        entry = entry_id.decode()
-        fields: dict[str, str] = {
-            "reason": reason[:2000],
-            "stream": stream,
-            "entry_id": entry,
-            "dead_at": repr(time.time()),
-        }
-        if envelope is not None:
-            fields.update(envelope.to_fields())
-        elif raw is not None:
-            fields["raw"] = json.dumps({as_text(k): as_text(v) for k, v in raw.items()})[:65536]
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(DEAD_LETTERS, fields)
-            pipe.xack(stream, GROUP, entry_id)
-            pipe.xadd(
-                EVENTS,
-                event_fields("dead", envelope, error=reason, message_id=entry),
-            )
-            await pipe.execute()
-        logger.warning("dead-lettered %s: %s", entry, reason)
-
-
-# Trim a stream by age (ARGV[2]: a minimum id, or '') and length (ARGV[1], or ''), never past the
-# first entry some consumer group still needs: its oldest pending entry, or the first it has not
-# been given (Redis 7.0 has no group-aware trim). All in Redis: no entry crosses the network.
-# Returns {entries removed, that first needed id or '' when no group reads the stream}.
-TRIM_STREAM = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
-local function parse(id)
-    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-    return {tonumber(ms), tonumber(seq), ms}
-end
-local function before(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
-local function text(id) return id[3] .. '-' .. string.format('%d', id[2]) end
-local safe = nil
-for _, raw in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-    local group = {}
-    for i = 1, #raw, 2 do group[raw[i]] = raw[i + 1] end
-    local first_new = parse(group['last-delivered-id'])
-    first_new[2] = first_new[2] + 1
-    if safe == nil or before(first_new, safe) then safe = first_new end
-    if group['pending'] > 0 then
-        local oldest = parse(redis.call('XPENDING', KEYS[1], group['name'])[2])
-        if before(oldest, safe) then safe = oldest end
-    end
-end
-local removed = 0
-if ARGV[2] ~= '' then
-    local bound = parse(ARGV[2])
-    if safe ~= nil and before(safe, bound) then bound = safe end
-    removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', text(bound))
-end
-if ARGV[1] ~= '' then
-    local maxlen = tonumber(ARGV[1])
-    -- MAXLEN keeps the newest entries: safe when all that is needed is among them.
-    if safe == nil
-        or #redis.call('XRANGE', KEYS[1], text(safe), '+', 'COUNT', maxlen + 1) <= maxlen then
-        removed = removed + redis.call('XTRIM', KEYS[1], 'MAXLEN', maxlen)
-    else
-        removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', text(safe))
-    end
-end
-if safe == nil then return {removed, ''} end
-return {removed, text(safe)}
-"""
-
-
-def trim_arguments(maxlen: int | None, max_age: float | None) -> list[str]:
-    """``TRIM_STREAM``'s ARGV for a length and an age (seconds), either may be None."""
-    return [
-        "" if maxlen is None else str(maxlen),
-        "" if max_age is None else f"{int((time.time() - max_age) * 1000)}-0",
-    ]
+    async def _dead(self, entry: _Entry, envelope: Envelope | None, reason: str) -> None:
+        source = entry.entry_id.decode()
+        letter = wire.DeadLetter.fields(
+            reason, entry.stream.decode(), source, envelope, None if envelope else entry.fields
+        )
+        head = envelope.head() if envelope is not None else {"id": source}
+        await self._scripts.dead(
+            keys=[wire.dead_letters(self.agent), entry.stream, wire.events(self.agent)],
+            args=[
+                wire.GROUP,
+                entry.entry_id,
+                repr(time.time()),
+                dump_json([head]),
+                reason[:2000],
+                self.config.events_maxlen,
+                self.config.dead_maxlen,
+                *(part for pair in letter.items() for part in pair),
+            ],
+        )
+        logger.warning("dead-lettered %s: %s", source, reason)
 
 
 async def trim_stream(
-    redis: Any, stream: str, *, maxlen: int | None = None, max_age: float | None = None
+    redis: Any,
+    stream: str | bytes,
+    *,
+    maxlen: int | None = None,
+    max_age: float | None = None,
+    keep_from: str | None = None,
 ) -> int:
-    """Trim by length and/or age, never past an entry a consumer group still needs; returns how
-    many entries went."""
+    """Trim by length and/or age, never past an entry a consumer group still needs (nor past
+    ``keep_from``); returns how many entries went."""
     if maxlen is None and max_age is None:
         return 0
-    script = redis.register_script(TRIM_STREAM)
-    removed, _ = await script(keys=[stream], args=trim_arguments(maxlen, max_age))
+    script = redis.register_script(wire.TRIM_STREAM)
+    removed, _ = await script(keys=[stream], args=wire.trim_arguments(maxlen, max_age, keep_from))
     return int(removed)
 
 
-def _unpack(response: Any) -> list[tuple[bytes, dict[Any, Any], int]]:
-    """XREADGROUP's reply as (entry id, fields, deliveries so far) for ``_handle``."""
-    return [(entry_id, fields, 1) for _, batch in response or [] for entry_id, fields in batch]
+def _unpack(response: Any) -> list[_Entry]:
+    """XREADGROUP's reply as entries for ``_handle``."""
+    return [
+        _Entry(stream, entry_id, fields)
+        for stream, batch in response or []
+        for entry_id, fields in batch
+    ]

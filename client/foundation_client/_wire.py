@@ -7,12 +7,12 @@ import re
 from dataclasses import dataclass
 
 #: Agent names: plain tokens (they name streams and audit actors, and need no escaping).
-AGENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+AGENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}\Z"
 AGENT_NAME = re.compile(AGENT_NAME_PATTERN)
 
 SECRETS_API_PATH = "/api/v1/secrets/"
 #: Pub/sub channel on which the site announces new secret versions (name and version only).
-SECRETS_ROTATION_CHANNEL = "foundation:secrets:rotated"
+SECRETS_ROTATION_CHANNEL = "fdn:sys:notices:secrets"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
+from foundation_client.protocol import AGENTS
 
 REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL")
 pytestmark = pytest.mark.usefixtures("redis_url")
@@ -45,6 +46,7 @@ def test_a_consumer_killed_mid_handler_has_its_message_handled_by_another():
     agent = f"crash-{uuid.uuid4().hex[:8]}"
     flag = f"foundation:test:{agent}:in-handler"
     r = redis.Redis.from_url(REDIS_URL or "")
+    r.sadd(AGENTS, agent, "sender")  # registered, as the site does
     victim = subprocess.Popen(
         [sys.executable, "-c", VICTIM, agent, REDIS_URL or "", flag], cwd=CLIENT_DIR
     )

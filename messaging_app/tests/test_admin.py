@@ -81,9 +81,10 @@ def test_the_replay_range_form_validates_and_queues(admin_client, admin_user, qu
 
 
 def test_the_stream_health_page_answers(admin_client, agent_messaging):
-    agent_messaging.dead_letter(f"sh-{uuid.uuid4().hex[:8]}", {"k": "v"}, "broken handler")
+    receiver = f"sh-{uuid.uuid4().hex[:8]}"
+    agent_messaging.dead_letter(receiver, {"k": "v"}, "broken handler")
     html = admin_client.get(STREAMS).content.decode()
-    assert "foundation:msg:dead" in html
+    assert f"fdn:{{{receiver}}}:dead" in html
 
 
 def test_staff_without_permission_see_nothing(staff_client):

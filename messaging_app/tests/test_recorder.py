@@ -1,40 +1,48 @@
-"""The recorder writes every status once, even when a batch is delivered twice."""
+"""The recorder writes every status once, from streams only their author can write, and loses
+nothing when it or its database goes away."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 import uuid
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import OperationalError, connection
 
 from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
-from foundation_client._envelope import EVENTS
-from foundation_site.redis_client import get_redis
+from foundation_client.protocol import AGENTS, events, inbox, status_event
+from foundation_site.redis_client import get_wire
 from messaging_app import services
-from messaging_app.models import MessageLog, RecordedEvent
+from messaging_app.models import MessageLog, RecorderCursor
 
 pytestmark = pytest.mark.django_db
 
-FAST = MessagingConfig(max_attempts=2, backoff_base=0.01, backoff_max=0.02, block_ms=20)
+FAST = MessagingConfig(
+    max_attempts=2, backoff_base=0.01, backoff_max=0.02, block_ms=20, refresh_every=0.05
+)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_events():
-    """Each test records only its own events: the stream and the recorder group start empty."""
-    get_redis().delete(EVENTS)
+def _only_this_tests_agents():
+    """The recorder reads every registered agent's streams: each test registers its own."""
+    get_wire().delete(AGENTS)
     yield
-    get_redis().delete(EVENTS)
+    get_wire().delete(AGENTS)
 
 
 def agent(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    get_wire().sadd(AGENTS, name)
+    return name
 
 
 def traffic(receiver: str) -> tuple[str, str]:
     """One message that succeeds, one that fails once then dies."""
-    url = django_settings.REDIS_URL
+    url = django_settings.AGENTS_REDIS_URL
 
     async def scenario() -> tuple[str, str]:
         async with Messaging(ClientSettings(agent_name=receiver, redis_url=url), config=FAST) as m:
@@ -65,12 +73,17 @@ def statuses(message_id: str) -> list:
     )
 
 
+def drain(recorder: services.Recorder) -> None:
+    while recorder.step():
+        pass
+
+
 def test_the_recorder_writes_every_status_once():
     receiver = agent("rec")
     ok, dead = traffic(receiver)
-    recorder = services.Recorder(consumer="test", block_ms=0)
-    while recorder.step():
-        pass
+    recorder = services.Recorder()
+    drain(recorder)
+    drain(services.Recorder())  # a second recorder, or the same again, adds nothing
     assert statuses(ok) == ["sent", "delivered"]
     assert statuses(dead) == ["sent", "failed", "dead"]
     sent = MessageLog.objects.get(message_id=ok, status="sent")
@@ -82,41 +95,118 @@ def test_the_recorder_writes_every_status_once():
     )
 
 
-def test_a_batch_recorded_twice_adds_no_rows():
-    receiver = agent("rec")
-    traffic(receiver)
-    entries = get_redis().xrange(EVENTS)
-    assert services.record(entries) > 0
-    before = MessageLog.objects.count()
-    services.record(entries)
-    assert MessageLog.objects.count() == before
-
-
-def test_a_recorder_that_died_before_acknowledging_is_taken_over():
+def test_a_round_that_fails_before_committing_is_read_again_and_recorded_once(monkeypatch):
     receiver = agent("rec")
     ok, _ = traffic(receiver)
-    redis = get_redis()
-    dying = services.Recorder(consumer="dying", block_ms=0)
-    # It reads a batch and dies before writing or acknowledging it.
-    redis.xreadgroup(services.RECORDER_GROUP, "dying", {EVENTS: ">"}, count=1000)
-    assert MessageLog.objects.count() == 0
-    heir = services.Recorder(consumer="heir", block_ms=0, reclaim_after_ms=0)
-    while heir.step():
-        pass
+    recorder = services.Recorder()
+    real = RecorderCursor.objects.bulk_update
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(RecorderCursor.objects, "bulk_update", flaky)
+    with pytest.raises(OperationalError):
+        recorder.step()
+    assert MessageLog.objects.count() == 0  # rolled back, cursors included
+    drain(recorder)
     assert statuses(ok) == ["sent", "delivered"]
-    assert redis.xpending(EVENTS, services.RECORDER_GROUP)["pending"] == 0
-    del dying
 
 
-def test_a_malformed_event_is_skipped_not_fatal():
-    redis = get_redis()
-    services.Recorder(consumer="x", block_ms=0)
-    redis.xadd(EVENTS, {"status": "delivered", "batch": "{broken"})
-    redis.xadd(EVENTS, {"status": "sent", "message_id": "m1", "at": "nonsense"})
-    recorder = services.Recorder(consumer="x", block_ms=0)
-    while recorder.step():
-        pass
-    assert list(MessageLog.objects.values_list("message_id", "status")) == [("m1", "sent")]
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_recorder_whose_database_goes_away_for_seconds_loses_no_row():
+    """The database refuses every connection for two seconds, and the recorder's own connection
+    is cut, while messages keep coming; afterwards every row is there, once."""
+    import psycopg
+
+    receiver = agent("gone")
+    ids = [traffic(receiver)[0]]
+    database = connection.settings_dict["NAME"]
+    params = connection.get_connection_params()
+    params = {k: v for k, v in params.items() if k in ("host", "port", "user", "password")}
+    admin = psycopg.connect(dbname="postgres", autocommit=True, **params)
+    recorder = services.Recorder(idle_sleep=0.01, idle_sleep_max=0.05)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            recorder.run_until(stop.is_set)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        )
+        ids.append(traffic(receiver)[0])  # sent while the database is away
+        time.sleep(2)
+        admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+        ids.append(traffic(receiver)[0])
+        deadline = time.monotonic() + 30
+        while recorded(ids) < 6:
+            assert time.monotonic() < deadline, "the recorder did not catch up"
+            time.sleep(0.1)
+    finally:
+        admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+        stop.set()
+        thread.join(30)
+        admin.close()
+    for message_id in ids:
+        assert statuses(message_id) == ["sent", "delivered"]
+
+
+def recorded(ids: list[str]) -> int:
+    """Rows of these messages, read by this thread, whose pooled connections were cut too."""
+    try:
+        return MessageLog.objects.filter(message_id__in=ids).count()
+    except OperationalError:
+        connection.close()
+        return 0
+
+
+def test_what_an_agent_says_of_others_is_not_believed():
+    """An agent writes events only in its own stream, and they speak of its own inbox: an event
+    naming another receiver is recorded as the writer's. An inbox entry whose envelope claims
+    another sender is recorded under the sender its stream proves."""
+    liar, victim, third = agent("liar"), agent("victim"), agent("third")
+    wire = get_wire()
+    head = Envelope(sender=third, receiver=victim, type="t", payload=None, id="fake-1").head()
+    wire.xadd(events(liar), status_event("delivered", [head]))
+    wire.xadd(events(liar), status_event("sent", [head]))  # no agent reports a send
+    forged = Envelope(sender=third, receiver=victim, type="t", payload=1, id="fake-2")
+    wire.xadd(inbox(victim, liar), forged.to_entry())
+    drain(services.Recorder())
+    delivered = MessageLog.objects.get(message_id="fake-1")
+    assert (delivered.status, delivered.receiver) == ("delivered", liar)
+    sent = MessageLog.objects.get(message_id="fake-2")
+    assert (sent.status, sent.sender, sent.receiver) == ("sent", liar, victim)
+    assert sent.error_message == f"forged sender: the envelope claimed {third!r}"
+
+
+def test_a_malformed_entry_is_skipped_not_fatal():
+    receiver = agent("bad")
+    wire = get_wire()
+    wire.xadd(events(receiver), {"status": "delivered", "at": "1", "batch": "{broken"})
+    wire.xadd(events(receiver), {"status": "delivered", "at": "nonsense", "batch": "[]"})
+    wire.xadd(inbox(receiver, receiver), {"foreign": "producer"})
+    good = Envelope(sender=receiver, receiver=receiver, type="t", payload=None, id="m1").head()
+    wire.xadd(events(receiver), status_event("delivered", [good]))
+    drain(services.Recorder())
+    assert set(MessageLog.objects.values_list("message_id", "status")) == {
+        ("m1", "delivered"),
+        (None, "sent"),
+    }
+    assert MessageLog.objects.get(status="sent").error_message.startswith("malformed:")
 
 
 def test_the_command_records_and_exits_with_once(capsys):
@@ -129,69 +219,47 @@ def test_the_command_records_and_exits_with_once(capsys):
     assert statuses(ok) == ["sent", "delivered"]
 
 
-def test_the_recorder_keeps_the_events_stream_bounded():
-    redis = get_redis()
-    recorder = services.Recorder(consumer="trimmer", block_ms=0, events_maxlen=5, trim_every=0)
+def test_the_recorder_trims_what_it_recorded_and_never_what_is_still_needed():
+    receiver = agent("trim")
+    wire = get_wire()
+    stream = inbox(receiver, receiver)
+    wire.xgroup_create(stream, "agents", id="0", mkstream=True)
     for i in range(20):
-        redis.xadd(EVENTS, {"status": "sent", "message_id": f"t{i}", "at": "1"})
-    while recorder.step():
-        pass
-    assert redis.xlen(EVENTS) == 5
+        wire.xadd(stream, Envelope(receiver, receiver, "t", i, id=f"t{i}").to_entry())
+    wire.xadd(events(receiver), status_event("delivered", [{"id": "e1"}]))
+    # The receiver has taken 12 and acknowledged the first 10: 2 pending, 8 never delivered.
+    taken = wire.xreadgroup("agents", "c", {stream: ">"}, count=12)[0][1]
+    wire.xack(stream, "agents", *[entry_id for entry_id, _ in taken[:10]])
+    recorder = services.Recorder(inbox_maxlen=5, trim_every=0)
+    drain(recorder)
+    assert wire.xlen(stream) == 10  # from the oldest pending entry on
+    assert wire.xlen(events(receiver)) == 1  # up to the cursor, which is kept
     assert MessageLog.objects.filter(message_id__startswith="t").count() == 20
 
 
-def test_the_ledger_keeps_only_what_could_be_delivered_again():
-    redis = get_redis()
-    recorder = services.Recorder(
-        consumer="pruner", block_ms=0, trim_every=1e9, ledger_keep_seconds=0
-    )
-    for i in range(3):
-        redis.xadd(EVENTS, {"status": "sent", "message_id": f"p{i}", "at": "1"})
-    while recorder.step():
-        pass
-    # A fourth entry is read by a recorder that dies before writing it: it stays pending.
-    pending_id = redis.xadd(EVENTS, {"status": "sent", "message_id": "p3", "at": "1"})
-    redis.xreadgroup(services.RECORDER_GROUP, "dying", {EVENTS: ">"}, count=10)
-    assert RecordedEvent.objects.count() == 3
-    # By default recent entries are kept anyway (a stalled recorder may still hold one).
-    assert services.Recorder(consumer="cautious", block_ms=0).prune_ledger() == 0
-    assert recorder.prune_ledger() == 3
-    assert RecordedEvent.objects.count() == 0
-    # The pending entry is recorded once, by whoever takes it over, even if offered twice.
-    heir = services.Recorder(
-        consumer="heir", block_ms=0, reclaim_after_ms=0, trim_every=1e9, ledger_keep_seconds=0
-    )
-    while heir.step():
-        pass
-    assert services.record(redis.xrange(EVENTS, pending_id, pending_id)) == 0
-    assert list(RecordedEvent.objects.values_list("ms", "seq")) == [
-        tuple(int(part) for part in pending_id.decode().split("-"))
-    ]
-    assert heir.prune_ledger() == 1
-    assert MessageLog.objects.filter(message_id="p3").count() == 1
-
-
 def test_an_entry_the_database_refuses_is_skipped_and_the_rest_recorded(caplog):
-    redis = get_redis()
-    recorder = services.Recorder(consumer="x", block_ms=0, trim_every=1e9)
-    redis.xadd(EVENTS, {"status": "sent", "message_id": "good-1", "at": "1"})
+    receiver = agent("nul")
+    wire = get_wire()
+    wire.xadd(events(receiver), status_event("delivered", [{"id": "good-1"}]))
     # PostgreSQL refuses a NUL character in text; SQLite takes it. Either way nothing stalls.
-    redis.xadd(EVENTS, {"status": "failed", "message_id": "nul", "error": "a\x00b", "at": "1"})
-    redis.xadd(EVENTS, {"status": "sent", "message_id": "good-2", "payload": '{"n": 2}'})
-    # jsonb refuses \u0000; PostgreSQL's error quotes the row, which must not reach the log.
-    redis.xadd(
-        EVENTS,
-        {"status": "replayed", "message_id": "nul-2", "payload": '"\\u0000canary-value"'},
+    wire.xadd(events(receiver), status_event("failed", [{"id": "nul"}], error="a\x00b"))
+    wire.xadd(
+        inbox(receiver, receiver),
+        Envelope(receiver, receiver, "t", {"n": 2}, id="good-2").to_entry(),
     )
+    # jsonb refuses \u0000; PostgreSQL's error quotes the row, which must not reach the log.
+    canary = Envelope(receiver, receiver, "t", "\u0000canary-value", id="nul-2")
+    wire.xadd(inbox(receiver, receiver), canary.to_entry())
+    recorder = services.Recorder()
     with caplog.at_level(logging.WARNING, logger="foundation.messaging"):
-        while recorder.step():
-            pass
+        drain(recorder)
     assert "canary-value" not in caplog.text
     recorded = set(MessageLog.objects.values_list("message_id", flat=True))
     assert {"good-1", "good-2"} <= recorded
     assert MessageLog.objects.get(message_id="good-2").payload == {"n": 2}  # written once
-    assert redis.xpending(EVENTS, services.RECORDER_GROUP)["pending"] == 0
-    assert services.record(redis.xrange(EVENTS)) == 0  # the refused one is not tried again
+    before = MessageLog.objects.count()
+    drain(recorder)
+    assert MessageLog.objects.count() == before  # the refused one is not tried again
 
 
 def test_the_command_lowers_its_priority_unless_told_not_to(monkeypatch):

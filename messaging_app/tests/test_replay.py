@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from audit_app.models import AuditLog
 from foundation_client import ClientSettings, Messaging
-from foundation_client._envelope import DEAD_LETTERS, inbox
-from foundation_site.redis_client import get_redis
+from foundation_client.protocol import AGENTS, dead_letters, inbox, requeue
+from foundation_site.redis_client import get_wire
 from messaging_app import services
 from messaging_app.models import MessageLog
 
@@ -35,19 +35,45 @@ def test_a_replayed_dead_letter_is_delivered_once_and_logged_as_replayed(
     assert [(e.id, e.attempt, e.payload) for e in got] == [(message_id, 1, {"v": 1})]
     assert agent_messaging.consume(receiver) == []  # once
 
-    services.record(get_redis().xrange("foundation:msg:events"))
+    recorder = services.Recorder()
+    while recorder.step():
+        pass
     assert MessageLog.objects.filter(message_id=message_id, status="replayed").count() == 1
     row = AuditLog.objects.get(event_type="messaging.replay")
     assert (row.actor, row.success) == ("admin", True)
 
 
 def test_replaying_an_unknown_or_foreign_entry_is_skipped_and_audited(admin_user):
-    foreign = get_redis().xadd(DEAD_LETTERS, {"reason": "malformed entry", "raw": "{}"}).decode()
-    report = services.replay_dead_letters(["0-1", foreign], actor=admin_user)
+    receiver = f"rp-{uuid.uuid4().hex[:8]}"
+    raw = {"reason": "malformed entry", "raw": "{}"}
+    foreign = f"{receiver}/{get_wire().xadd(dead_letters(receiver), raw).decode()}"
+    unknown = ["0-1", f"{receiver}/0-1", "../x/0-1", f"{receiver}/1-1\n"]
+    report = services.replay_dead_letters([*unknown, foreign], actor=admin_user)
     assert report.replayed == []
-    assert report.skipped == ["0-1", foreign]
+    assert report.skipped == [*unknown, foreign]
     assert AuditLog.objects.get(event_type="messaging.replay").success is False
-    get_redis().xdel(DEAD_LETTERS, foreign)
+
+
+def test_two_replays_of_one_dead_letter_at_once_deliver_it_once(admin_user, agent_messaging):
+    import threading
+
+    receiver = f"rc-{uuid.uuid4().hex[:8]}"
+    agent_messaging.dead_letter(receiver, {"v": 1}, "broken")
+    entry = services.dead_letters(receiver=receiver)[0].entry_id
+    start = threading.Barrier(4)
+    reports = []
+
+    def replay() -> None:
+        start.wait()
+        reports.append(services.replay_dead_letters([entry], actor="test"))
+
+    threads = [threading.Thread(target=replay) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(len(r.replayed) for r in reports) == [0, 0, 0, 1]
+    assert len(agent_messaging.consume(receiver)) == 1
 
 
 def test_a_time_range_is_replayed_for_one_receiver(admin_user, agent_messaging):
@@ -113,21 +139,23 @@ def test_the_replay_jobs_take_ids_and_a_user_id(admin_user, agent_messaging):
     agent_messaging.dead_letter(receiver, {"v": 1}, "broken")
     entry = services.dead_letters(receiver=receiver)[0].entry_id
     assert jobs.replay_dead_letters([entry], admin_user.pk) == {"replayed": [entry], "skipped": []}
-    assert get_redis().xlen(inbox(receiver)) >= 2
+    assert get_wire().xlen(requeue(receiver)) == 1
 
 
 def test_stream_health_reports_length_pending_and_consumers():
     receiver = f"sh-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> None:
-        settings = ClientSettings(agent_name=receiver, redis_url=django_settings.REDIS_URL)
+        settings = ClientSettings(agent_name=receiver, redis_url=django_settings.AGENTS_REDIS_URL)
         async with Messaging(settings) as m:
             await m.send(receiver, "job", {})
-            await m._redis.xreadgroup("agents", "worker-1", {inbox(receiver): ">"}, count=1)
+            stream = inbox(receiver, receiver)
+            await m._redis.xreadgroup("agents", "worker-1", {stream: ">"}, count=1)
 
+    get_wire().sadd(AGENTS, receiver)
     asyncio.run(scenario())
     health = {h.stream: h for h in services.stream_health()}
-    mine = health[inbox(receiver)]
+    mine = health[inbox(receiver, receiver)]
     assert mine.length == 1
     group = mine.groups[0]
     assert (group.name, group.pending) == ("agents", 1)

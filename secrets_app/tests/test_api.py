@@ -6,9 +6,8 @@ import pytest
 from django.urls import reverse
 
 from audit_app.models import AuditLog, SuspiciousActivity
-from foundation_client import generate_keypair
-from foundation_client._exceptions import SealingError
-from foundation_client._sealing import open_sealed, sealing_context
+from foundation_client import SealingError, generate_keypair
+from foundation_client.protocol import open_sealed, sealing_context
 from secrets_app import services
 from secrets_app.backends import vault
 

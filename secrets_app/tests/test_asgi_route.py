@@ -9,7 +9,7 @@ import pytest
 
 from audit_app.models import AuditLog
 from foundation_client import generate_keypair
-from foundation_client._sealing import open_sealed, sealing_context
+from foundation_client.protocol import open_sealed, sealing_context
 from foundation_site.asgi import application
 from secrets_app import services
 

@@ -146,7 +146,7 @@ def next_message(pubsub, timeout: float = 2.0):
 def rotation_notices(redis_conn):
     """Subscribed to the rotation channel (on-commit announcements run only when a test
     executes them, so nothing earlier arrives)."""
-    from foundation_client._wire import SECRETS_ROTATION_CHANNEL
+    from foundation_client.protocol import SECRETS_ROTATION_CHANNEL
 
     pubsub = redis_conn.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(SECRETS_ROTATION_CHANNEL)

@@ -1,4 +1,4 @@
-"""Register an agent and print its API token (the only time it is shown)."""
+"""Register an agent and print its whole environment (the only time its credentials are shown)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from agents_app.services import create_agent
+from agents_app.services import agent_environment, create_agent
+from agents_app.wire import provision
 
 
 class Command(BaseCommand):
-    help = "Create an agent identity and print its API token once."
+    help = (
+        "Create an agent identity with its own Redis user, and print its environment once, as "
+        "KEY=VALUE lines for the agent's env file."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("name")
@@ -31,7 +35,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            agent, token = create_agent(
+            agent, credentials = create_agent(
                 options["name"],
                 actor="manage.py create_agent",
                 public_key=options["public_key"],
@@ -41,5 +45,16 @@ class Command(BaseCommand):
         except ValidationError as exc:
             problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
             raise CommandError(problems) from None
-        self.stdout.write(f"Agent {agent.name!r} created. Its token (shown only now):")
-        self.stdout.write(token)
+        # Here, unlike in a request, Redis must answer: an agent without its user cannot talk.
+        provision(agent)
+        self.stdout.write(
+            f"# Agent {agent.name!r} created. Its environment, shown only now: put these lines "
+            "in the agent's env file (mode 0600)."
+        )
+        for key, value in agent_environment(agent, credentials):
+            self.stdout.write(f"{key}={value}")
+        if agent.public_key:
+            self.stdout.write(
+                "# Secret values are sealed to the public key you gave: the agent needs the "
+                "matching private key as FOUNDATION_AGENT_PRIVATE_KEY (or _FILE)."
+            )

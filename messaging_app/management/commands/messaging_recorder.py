@@ -1,19 +1,15 @@
-"""Turn the messaging events stream into ``message_logs`` rows, in batches, until SIGTERM."""
+"""Record every message's statuses from the wire as ``message_logs`` rows until SIGTERM."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
-import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from messaging_app.services import Recorder
-
-logger = logging.getLogger("foundation.messaging.recorder")
 
 
 class Command(BaseCommand):
@@ -44,17 +40,5 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        total, delay = 0, 0.5
-        while not stopping:
-            try:
-                written = recorder.step()
-                delay = 0.5
-            except Exception:  # never crash-loop: log, wait, go on (the entries stay pending)
-                logger.exception("recording failed; retrying in %.1fs", delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            total += written
-            if once and written == 0:
-                break
-        self.stdout.write(f"recorded {total} event(s)")
+        total = recorder.run_until(lambda: stopping, once=once)
+        self.stdout.write(f"recorded {total} entries")

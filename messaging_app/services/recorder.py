@@ -1,0 +1,343 @@
+"""The recorder: every message's statuses, read from the wire, as ``message_logs`` rows.
+
+What it reads, per receiver ``b`` (see ``foundation_client.protocol``):
+
+- ``sent`` from the inboxes ``fdn:in:<a>:{b}`` themselves: only a can append there, so the
+  sender of each row is the one the key names, whatever the envelope claims;
+- ``delivered``, ``failed``, ``dead`` from ``fdn:{b}:events``: b's own word about its inbox;
+- ``replayed`` from ``fdn:site:{b}:events``, which only the site writes.
+
+It reads with XREAD from a cursor per stream (``RecorderCursor``) that advances in the same
+transaction as the rows, so each row is written exactly once, whatever dies when. No consumer
+group: an agent may consume its own inboxes, and a group there could be acknowledged or claimed
+by it. Several recorders share the streams by locking cursor rows (SKIP LOCKED). A database error
+that may pass (the connection, a restart) rolls the step back and it is tried again; an entry
+the database refuses for good (a NUL character, say) is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    connection,
+    transaction,
+)
+
+from foundation_client.protocol import (
+    LOG_COLUMNS,
+    TRIM_STREAM,
+    Envelope,
+    MalformedMessage,
+    StatusEvent,
+    as_text,
+    events,
+    inbox,
+    inbox_sender,
+    parse_stream_id,
+    site_events,
+    trim_arguments,
+)
+from foundation_site.redis_client import get_wire
+from messaging_app.models import MessageLog, RecorderCursor
+from messaging_app.services.agents import wire_agents
+
+logger = logging.getLogger("foundation.messaging.recorder")
+
+#: The database refuses these for good: the entry is skipped. Anything else rolls back and is
+#: tried again.
+PERMANENT = (DataError, IntegrityError)
+
+_COLUMNS = ("event_id", *LOG_COLUMNS.values(), "status", "error_message", "created_at")
+_LIMITS = {
+    f.name: f.max_length
+    for f in MessageLog._meta.concrete_fields
+    if getattr(f, "max_length", None) is not None
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One stream the recorder reads, and what its entries are."""
+
+    key: str
+    receiver: str
+    kind: str  # "inbox", "events" (the receiver's), "site"
+
+
+def sources(agents: list[str]) -> list[Source]:
+    out = []
+    for receiver in agents:
+        out.append(Source(events(receiver), receiver, "events"))
+        out.append(Source(site_events(receiver), receiver, "site"))
+        out.extend(Source(inbox(receiver, sender), receiver, "inbox") for sender in agents)
+    return out
+
+
+def _text(value: Any, column: str) -> str | None:
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else str(value)
+    limit = _LIMITS.get(column)
+    return text[:limit] if limit else text
+
+
+def _row(
+    item: dict[str, Any], *, status: str, when: datetime, error: str | None, event_id: str
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"event_id": event_id, "status": status, "created_at": when}
+    for member, column in LOG_COLUMNS.items():
+        value = item.get(member)
+        if column == "payload":
+            row[column] = value
+        elif column == "attempt":
+            row[column] = value if type(value) is int and 0 < value < 2**31 else None
+        else:
+            row[column] = _text(value, column)
+    row["error_message"] = error
+    return row
+
+
+def rows_of(source: Source, entry_id: Any, fields: dict[Any, Any]) -> list[dict[str, Any]]:
+    """The ``message_logs`` rows one stream entry stands for (a batch event, several)."""
+    event_id = as_text(entry_id)
+    if source.kind == "inbox":
+        when = datetime.fromtimestamp(parse_stream_id(event_id)[0] / 1000, tz=UTC)
+        sender = inbox_sender(source.key)
+        try:
+            envelope = Envelope.from_entry(fields)
+        except MalformedMessage as exc:
+            item: dict[str, Any] = {"sender": sender, "receiver": source.receiver}
+            return [
+                _row(item, status="sent", when=when, error=f"malformed: {exc}", event_id=event_id)
+            ]
+        item = {**envelope.head(), "payload": envelope.payload}
+        error = None
+        if envelope.sender != sender:
+            error = f"forged sender: the envelope claimed {envelope.sender!r}"
+        item["sender"], item["receiver"] = sender, source.receiver
+        return [_row(item, status="sent", when=when, error=error, event_id=event_id)]
+    try:
+        event = StatusEvent.decode(fields)
+    except MalformedMessage as exc:
+        logger.warning("skipped %s entry %s: %s", source.key, event_id, exc)
+        return []
+    if source.kind == "events" and event.status not in ("delivered", "failed", "dead"):
+        logger.warning(
+            "skipped %s entry %s: an agent reports no %r", source.key, event_id, event.status
+        )
+        return []
+    if source.kind == "site" and event.status != "replayed":
+        return []
+    when = datetime.fromtimestamp(event.at, tz=UTC)
+    rows = []
+    for item in event.items:
+        # What happened in b's inbox is b's word about b: the receiver is b.
+        item = {**item, "receiver": source.receiver}
+        rows.append(
+            _row(item, status=event.status, when=when, error=event.error, event_id=event_id)
+        )
+    return rows
+
+
+def _write(rows: list[dict[str, Any]]) -> None:
+    if connection.vendor != "postgresql":
+        MessageLog.objects.bulk_create([MessageLog(**row) for row in rows], batch_size=1000)
+        return
+    # COPY: a third of the database's time per row that INSERT costs, on a machine the recorder
+    # shares with the agents it records. psycopg's own errors (a NUL in text, found while
+    # formatting a row) become Django's.
+    payload = _COLUMNS.index("payload")
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY {MessageLog._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            values = [row[column] for column in _COLUMNS]
+            if values[payload] is not None:
+                values[payload] = orjson.dumps(values[payload]).decode()
+            copy.write_row(values)
+
+
+def record_entries(batches: list[tuple[Source, list[tuple[Any, dict[Any, Any]]]]]) -> int:
+    """Write the rows of these entries (inside the caller's transaction). An entry the database
+    refuses for good is logged and skipped; any other database error propagates, so that the
+    caller's transaction, cursors included, rolls back and is tried again. Returns rows added."""
+    parsed = [
+        (source, as_text(entry_id), rows_of(source, entry_id, fields))
+        for source, entries in batches
+        for entry_id, fields in entries
+    ]
+    rows = [row for _, _, entry_rows in parsed for row in entry_rows]
+    if not rows:
+        return 0
+    try:
+        with transaction.atomic():
+            _write(rows)
+        return len(rows)
+    except PERMANENT:
+        pass
+    # Some entry holds what the database refuses: write the others, one entry at a time.
+    written = 0
+    for source, event_id, entry_rows in parsed:
+        if not entry_rows:
+            continue
+        try:
+            with transaction.atomic():
+                _write(entry_rows)
+            written += len(entry_rows)
+        except PERMANENT as exc:
+            # The class and SQLSTATE only: the database's message quotes the row's data,
+            # and a payload may hold a secret.
+            logger.warning(
+                "skipped %s entry %s: not recordable (%s, SQLSTATE %s)",
+                source.key,
+                event_id,
+                type(exc).__name__,
+                getattr(exc.__cause__, "sqlstate", None),
+            )
+    return written
+
+
+@dataclass
+class Recorder:
+    """Reads every agent's streams from its cursors and writes ``MessageLog`` rows."""
+
+    consumer: str = "recorder"
+    batch: int = 500
+    idle_sleep: float = 0.05  # seconds between polls when nothing came, at first
+    idle_sleep_max: float = 0.5
+    #: Inbox retention: entries beyond this many, recorded and acknowledged, are trimmed.
+    inbox_maxlen: int = 100_000
+    trim_every: float = 30.0
+    refresh_every: float = 5.0  # how often the list of agents is read again
+    _sources: list[Source] = field(default_factory=list)
+    _last_refresh: float = 0.0
+    _last_trim: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.redis = get_wire()
+        self._trim = self.redis.register_script(TRIM_STREAM)
+
+    def refresh(self) -> None:
+        self._last_refresh = time.monotonic()
+        self._sources = sources(wire_agents())
+        RecorderCursor.objects.bulk_create(
+            [RecorderCursor(stream=s.key) for s in self._sources], ignore_conflicts=True
+        )
+
+    def step(self) -> int:
+        """One round over every stream: read what follows each cursor, write the rows, move the
+        cursors, in one transaction. Returns how many entries it read (0: nothing new)."""
+        if time.monotonic() - self._last_refresh >= self.refresh_every or not self._sources:
+            self.refresh()
+        by_key = {s.key: s for s in self._sources}
+        try:
+            read = self._step(by_key)
+        except DatabaseError:
+            # The connection may be gone: a new one next time (not inside a caller's
+            # transaction, which owns the connection).
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
+            raise
+        self._maybe_trim()
+        return read
+
+    def _step(self, by_key: dict[str, Source]) -> int:
+        with transaction.atomic():
+            cursors = {
+                c.stream: c
+                for c in RecorderCursor.objects.select_for_update(skip_locked=True).filter(
+                    stream__in=list(by_key)
+                )
+            }
+            if not cursors:
+                return 0
+            # One XREAD per receiver (its keys share a slot), pipelined: one round trip.
+            groups: dict[str, dict[str, str]] = {}
+            for key, cursor in cursors.items():
+                groups.setdefault(by_key[key].receiver, {})[key] = cursor.last_id
+            pipe = self.redis.pipeline(transaction=False)
+            for streams in groups.values():
+                pipe.xread(streams, count=self.batch)
+            replies = pipe.execute()
+            batches = [
+                (by_key[as_text(key)], entries)
+                for reply in replies
+                for key, entries in reply or []
+                if entries
+            ]
+            if not batches:
+                return 0
+            record_entries(batches)
+            moved = []
+            for source, entries in batches:
+                cursor = cursors[source.key]
+                cursor.last_id = as_text(entries[-1][0])
+                moved.append(cursor)
+            RecorderCursor.objects.bulk_update(moved, ["last_id"])
+            return sum(len(entries) for _, entries in batches)
+
+    def run_until(self, stopping: Any, *, once: bool = False) -> int:
+        """Record until ``stopping()`` (or, with ``once``, until a round finds nothing). Never
+        crash-loops: a failed round is logged and tried again after a growing pause, its
+        entries still after the cursors. Idle, it polls less and less often (up to
+        ``idle_sleep_max``): each poll reads every inbox of every agent."""
+        total, delay, idle = 0, 0.5, self.idle_sleep
+        while not stopping():
+            try:
+                read = self.step()
+            except Exception:  # the process edge: logged, retried, never fatal
+                logger.exception("recording failed; retrying in %.1fs", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 0.5
+            total += read
+            if read:
+                idle = self.idle_sleep
+            elif once:
+                break
+            else:
+                time.sleep(idle)
+                idle = min(idle * 2, self.idle_sleep_max)
+        return total
+
+    def _maybe_trim(self) -> None:
+        """Bound what has been recorded: inboxes to ``inbox_maxlen`` (never past an entry the
+        receiver's group still needs, nor past the cursor), events up to the cursor."""
+        now = time.monotonic()
+        if now - self._last_trim < self.trim_every:
+            return
+        self._last_trim = now
+        self.trim()
+
+    def trim(self) -> int:
+        removed = 0
+        cursors = dict(
+            RecorderCursor.objects.filter(stream__in=[s.key for s in self._sources]).values_list(
+                "stream", "last_id"
+            )
+        )
+        for source in self._sources:
+            cursor = cursors.get(source.key, "0-0")
+            if cursor == "0-0":
+                continue
+            if source.kind == "inbox":
+                count, _ = self._trim(
+                    keys=[source.key],
+                    args=trim_arguments(self.inbox_maxlen, None, keep_from=cursor),
+                )
+                removed += int(count)
+            else:
+                removed += int(self.redis.xtrim(source.key, minid=cursor))
+        return removed
