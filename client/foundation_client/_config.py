@@ -61,7 +61,11 @@ class ClientSettings:
                 f"got {self.agent_name!r}",
             )
         _url("FOUNDATION_API_URL", self.api_url, frozenset({"http", "https"}))
-        _url("FOUNDATION_REDIS_URL", self.redis_url, frozenset({"redis", "rediss", "unix"}))
+        _url(
+            "FOUNDATION_REDIS_URL",
+            self.redis_url,
+            frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"}),
+        )
 
     def __repr__(self) -> str:
         # The token is a credential: never in a repr, a log line or a traceback.

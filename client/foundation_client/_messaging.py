@@ -595,7 +595,8 @@ class Messaging:
                     self.config.dedupe_ttl,
                     *(entry.entry_id for entry, _, _ in done),
                 ]
-                pipe.evalsha(self._scripts.ack.sha, len(keys), *keys, *args)
+                # execute_command: a cluster pipeline blocks its evalsha method, not the command.
+                pipe.execute_command("EVALSHA", self._scripts.ack.sha, len(keys), *keys, *args)
             if prefetch:
                 pipe.xreadgroup(
                     wire.GROUP,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
@@ -49,8 +50,22 @@ _FAST: dict[type[AbstractConnection], type[AbstractConnection]] = {
 }
 
 
-def connect(url: str, **options: Any) -> aioredis.Redis:
-    """``redis.asyncio.Redis.from_url``, with the faster connections when hiredis is there."""
+#: A Redis Cluster is given as ``redis+cluster://user:password@host:port`` (any one node; the
+#: others are discovered), or ``rediss+cluster://`` with TLS.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster(url: str) -> bool:
+    return url.partition("://")[0] in CLUSTER_SCHEMES
+
+
+def connect(url: str, **options: Any) -> Any:
+    """``redis.asyncio.Redis.from_url``, with the faster connections when hiredis is there; or
+    a ``RedisCluster`` for a cluster URL. Every key an agent touches in one command carries one
+    hash tag, so the same calls work on both."""
+    if is_cluster(url):
+        scheme, _, rest = url.partition("://")
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **options)
     pool = ConnectionPool.from_url(url, **options)
     if HIREDIS_AVAILABLE:
         pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)

@@ -8,7 +8,7 @@ import os
 import secrets
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import pytest
 import redis
@@ -29,45 +29,42 @@ from foundation_client.protocol import (
     requeue,
     site_events,
 )
+from foundation_client.testing import is_cluster, on_every_node, sync_client, url_for
 
 REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL") or ""
+CLUSTER = is_cluster(REDIS_URL)
 pytestmark = pytest.mark.usefixtures("redis_url")
 
 FAST = MessagingConfig(max_attempts=2, backoff_base=0.02, block_ms=20, refresh_every=0.05)
-
-
-def _url_for(user: str, password: str) -> str:
-    parts = urlsplit(REDIS_URL)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
 
 
 class Agents:
     """Agents with ACL users of their own, as the site provisions them."""
 
     def __init__(self) -> None:
-        self.admin = redis.Redis.from_url(REDIS_URL)
+        self.admin = sync_client(REDIS_URL)
         self.urls: dict[str, str] = {}
 
     def make(self, prefix: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         password = secrets.token_urlsafe(24)
-        self.admin.execute_command(
-            "ACL", "SETUSER", acl_user(name), "reset", "on", f">{password}", *acl_rules(name)
+        on_every_node(
+            self.admin,
+            *("ACL", "SETUSER", acl_user(name), "reset", "on", f">{password}", *acl_rules(name)),
         )
         self.admin.sadd(AGENTS, name)
-        self.urls[name] = _url_for(acl_user(name), password)
+        self.urls[name] = url_for(REDIS_URL, acl_user(name), password)
         return name
 
-    def client(self, name: str) -> redis.Redis:
-        return redis.Redis.from_url(self.urls[name])
+    def client(self, name: str) -> Any:
+        return sync_client(self.urls[name])
 
     def settings(self, name: str) -> ClientSettings:
         return ClientSettings(agent_name=name, redis_url=self.urls[name])
 
     def close(self) -> None:
         for name in self.urls:
-            self.admin.execute_command("ACL", "DELUSER", acl_user(name))
+            on_every_node(self.admin, "ACL", "DELUSER", acl_user(name))
             self.admin.srem(AGENTS, name)
 
 
@@ -289,8 +286,8 @@ def test_a_disabled_user_loses_its_open_connections(agents):
     a = agents.make("a")
     ra = agents.client(a)
     assert ra.ping()
-    agents.admin.execute_command("ACL", "SETUSER", acl_user(a), "off")
+    on_every_node(agents.admin, "ACL", "SETUSER", acl_user(a), "off")
     assert ra.ping()  # a disabled password does not close what is open...
-    agents.admin.execute_command("CLIENT", "KILL", "USER", acl_user(a))
+    on_every_node(agents.admin, "CLIENT", "KILL", "USER", acl_user(a))
     with pytest.raises(redis.exceptions.RedisError):
         ra.ping()  # ...CLIENT KILL USER does, and it cannot come back

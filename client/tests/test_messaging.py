@@ -11,8 +11,6 @@ import time
 import uuid
 
 import pytest
-import redis
-import redis.asyncio as aioredis
 
 from foundation_client import (
     ClientSettings,
@@ -27,8 +25,10 @@ from foundation_client import protocol as wire
 from foundation_client._messaging import _Entry
 from foundation_client._redis import HiredisConnection, connect
 from foundation_client.protocol import GROUP, delayed, inbox
+from foundation_client.testing import is_cluster, sync_client
 
-REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL")
+REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL") or ""
+CLUSTER = is_cluster(REDIS_URL)
 pytestmark = pytest.mark.usefixtures("redis_url")
 
 FAST = MessagingConfig(
@@ -55,7 +55,7 @@ def settings(agent: str) -> ClientSettings:
 @functools.cache
 def sync_redis():
     """One client for the module: the drain loops poll through it every few milliseconds."""
-    return redis.Redis.from_url(REDIS_URL or "")
+    return sync_client(REDIS_URL)
 
 
 def run(coro):
@@ -377,6 +377,7 @@ def test_one_bad_message_refuses_the_whole_batch():
     assert sync_redis().xlen(inbox(receiver, sender)) == 1
 
 
+@pytest.mark.skipif(CLUSTER, reason="the single-node connection classes; a cluster's are stock")
 def test_the_clients_redis_connections_pack_commands_with_hiredis():
     async def scenario():
         client = connect(REDIS_URL or "")
@@ -512,7 +513,7 @@ def test_trimming_never_drops_an_unacknowledged_entry():
     stream = f"foundation:test:{uuid.uuid4().hex[:8]}"
 
     async def scenario():
-        r = aioredis.Redis.from_url(REDIS_URL or "")
+        r = connect(REDIS_URL)
         await r.xgroup_create(stream, "g", id="0", mkstream=True)
         ids = [await r.xadd(stream, {"n": str(i)}) for i in range(20)]
         # The group has read 10 entries and acknowledged only 5 of them; 10 never delivered.

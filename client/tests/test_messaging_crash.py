@@ -12,20 +12,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
 from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
 from foundation_client.protocol import AGENTS
+from foundation_client.testing import sync_client
 
-REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL")
+REDIS_URL = os.environ.get("FOUNDATION_REDIS_URL") or os.environ.get("REDIS_URL") or ""
 pytestmark = pytest.mark.usefixtures("redis_url")
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent
 
 VICTIM = """
 import asyncio, sys
-import redis
 from foundation_client import ClientSettings, Messaging, MessagingConfig
+from foundation_client.testing import sync_client
 
 agent, url, flag = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -33,7 +33,7 @@ async def main():
     config = MessagingConfig(visibility_timeout=0.5, block_ms=50)
     async with Messaging(ClientSettings(agent_name=agent, redis_url=url), config=config) as m:
         async def stuck(envelope):
-            redis.Redis.from_url(url).set(flag, envelope.id)
+            sync_client(url).set(flag, envelope.id)
             await asyncio.sleep(3600)  # killed here, mid-handler
         m.on("job", stuck)
         await m.run()
@@ -45,7 +45,7 @@ asyncio.run(main())
 def test_a_consumer_killed_mid_handler_has_its_message_handled_by_another():
     agent = f"crash-{uuid.uuid4().hex[:8]}"
     flag = f"foundation:test:{agent}:in-handler"
-    r = redis.Redis.from_url(REDIS_URL or "")
+    r = sync_client(REDIS_URL)
     r.sadd(AGENTS, agent, "sender")  # registered, as the site does
     victim = subprocess.Popen(
         [sys.executable, "-c", VICTIM, agent, REDIS_URL or "", flag], cwd=CLIENT_DIR
