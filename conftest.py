@@ -211,11 +211,10 @@ class MessagingDriver:
         self.redis_url = redis_url
 
     def _client(self, receiver: str, attempts: int) -> Messaging:
-        import redis
-
         from foundation_client.protocol import AGENTS
+        from foundation_client.testing import sync_client
 
-        redis.Redis.from_url(self.redis_url).sadd(AGENTS, receiver)  # registered, as by the site
+        sync_client(self.redis_url).sadd(AGENTS, receiver)  # registered, as by the site
         return Messaging(
             ClientSettings(agent_name=receiver, redis_url=self.redis_url),
             config=MessagingConfig(max_attempts=attempts, block_ms=20, refresh_every=0.05),

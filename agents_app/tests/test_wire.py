@@ -8,12 +8,14 @@ from io import StringIO
 
 import pytest
 import redis
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.urls import reverse
 
 from agents_app.models import Agent
 from agents_app.services import create_agent
 from foundation_client.protocol import AGENTS, acl_user, inbox
+from foundation_client.testing import is_cluster, sync_client
 from foundation_site.redis_client import get_wire
 
 pytestmark = pytest.mark.django_db
@@ -38,9 +40,11 @@ def new_agent(name: str) -> dict[str, str]:
 
 
 def cli(url: str, *command: str) -> str:
-    """redis-cli as an operator would run it with the printed URL."""
+    """redis-cli as an operator would run it with the printed URL (-c on a cluster)."""
+    flags = ["-c"] if is_cluster(url) else []
+    url = url.replace("+cluster://", "://", 1)
     done = subprocess.run(
-        ["/usr/bin/redis-cli", "-u", url, "--no-auth-warning", *command],
+        ["/usr/bin/redis-cli", *flags, "-u", url, "--no-auth-warning", *command],
         capture_output=True,
         text=True,
         timeout=10,
@@ -58,7 +62,8 @@ def test_the_printed_environment_is_all_an_agent_needs(settings):
     }
     assert env["FOUNDATION_AGENT_NAME"] == "wire_a"
     assert env["FOUNDATION_API_URL"] == settings.AGENTS_API_URL
-    assert env["FOUNDATION_REDIS_URL"].startswith(f"redis://{acl_user('wire_a')}:")
+    scheme = django_settings.AGENTS_REDIS_PUBLIC_URL.partition("://")[0]
+    assert env["FOUNDATION_REDIS_URL"].startswith(f"{scheme}://{acl_user('wire_a')}:")
     assert get_wire().sismember(AGENTS, "wire_a")
     from foundation_client import ClientSettings
 
@@ -80,7 +85,7 @@ def test_with_its_url_redis_cli_cannot_read_another_inbox_nor_publish():
 
 def test_disabling_an_agent_ends_its_open_connections(django_capture_on_commit_callbacks):
     env = new_agent("wire_a")
-    live = redis.Redis.from_url(env["FOUNDATION_REDIS_URL"])
+    live = sync_client(env["FOUNDATION_REDIS_URL"])
     assert live.ping()
     agent = Agent.objects.get(name="wire_a")
     agent.is_active = False
@@ -89,17 +94,17 @@ def test_disabling_an_agent_ends_its_open_connections(django_capture_on_commit_c
     with pytest.raises(redis.RedisError):
         live.ping()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis.from_url(env["FOUNDATION_REDIS_URL"]).ping()
+        sync_client(env["FOUNDATION_REDIS_URL"]).ping()
     assert not get_wire().sismember(AGENTS, "wire_a")
     agent.is_active = True
     with django_capture_on_commit_callbacks(execute=True):
         agent.save()
-    assert redis.Redis.from_url(env["FOUNDATION_REDIS_URL"]).ping()
+    assert sync_client(env["FOUNDATION_REDIS_URL"]).ping()
 
 
 def test_deleting_an_agent_removes_its_user(django_capture_on_commit_callbacks):
     env = new_agent("wire_a")
-    live = redis.Redis.from_url(env["FOUNDATION_REDIS_URL"])
+    live = sync_client(env["FOUNDATION_REDIS_URL"])
     assert live.ping()
     with django_capture_on_commit_callbacks(execute=True):
         Agent.objects.get(name="wire_a").delete()
@@ -112,7 +117,7 @@ def test_new_credentials_from_the_admin_end_the_old_ones(
     admin_client, django_capture_on_commit_callbacks
 ):
     env = new_agent("wire_a")
-    live = redis.Redis.from_url(env["FOUNDATION_REDIS_URL"])
+    live = sync_client(env["FOUNDATION_REDIS_URL"])
     assert live.ping()
     agent = Agent.objects.get(name="wire_a")
     with django_capture_on_commit_callbacks(execute=True):
@@ -129,8 +134,8 @@ def test_new_credentials_from_the_admin_end_the_old_ones(
     with pytest.raises(redis.RedisError):
         live.ping()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis.from_url(env["FOUNDATION_REDIS_URL"]).ping()
-    assert redis.Redis.from_url(fresh["FOUNDATION_REDIS_URL"]).ping()
+        sync_client(env["FOUNDATION_REDIS_URL"]).ping()
+    assert sync_client(fresh["FOUNDATION_REDIS_URL"]).ping()
 
 
 def test_an_agent_added_in_the_admin_gets_its_environment_once(
@@ -150,21 +155,21 @@ def test_an_agent_added_in_the_admin_gets_its_environment_once(
         )
     assert page.status_code == 200
     html = page.content.decode()
-    assert "FOUNDATION_REDIS_URL=redis://agent-wire_admin:" in html
+    assert "://agent-wire_admin:" in html
     start = html.index("FOUNDATION_REDIS_URL=") + len("FOUNDATION_REDIS_URL=")
     url = html[start : html.index("\n", start)]
-    assert redis.Redis.from_url(url).ping()
+    assert sync_client(url).ping()
 
 
 def test_provision_wire_brings_users_back_after_redis_forgot_them():
     env = new_agent("wire_a")
     get_wire().execute_command("ACL", "DELUSER", acl_user("wire_a"))  # a restart without a file
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis.from_url(env["FOUNDATION_REDIS_URL"]).ping()
+        sync_client(env["FOUNDATION_REDIS_URL"]).ping()
     err = StringIO()
     call_command("provision_wire", stdout=StringIO(), stderr=err)
     assert "provisioned 1 agent(s)" in err.getvalue()
-    assert redis.Redis.from_url(env["FOUNDATION_REDIS_URL"]).ping()
+    assert sync_client(env["FOUNDATION_REDIS_URL"]).ping()
 
 
 def test_agents_from_before_get_credentials_from_provision_wire():
@@ -176,4 +181,4 @@ def test_agents_from_before_get_credentials_from_provision_wire():
     call_command("provision_wire", "--issue-missing", stdout=out, stderr=err)
     env = environment(out.getvalue())
     assert env["FOUNDATION_AGENT_NAME"] == "legacy"
-    assert redis.Redis.from_url(env["FOUNDATION_REDIS_URL"]).ping()
+    assert sync_client(env["FOUNDATION_REDIS_URL"]).ping()
