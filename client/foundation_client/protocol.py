@@ -10,6 +10,14 @@ both sides run, the per-agent Redis ACL, secrets (API path, rotation notices, se
 
 from __future__ import annotations
 
+from foundation_client._answers import (
+    ANSWER_NONCE,
+    ANSWER_NONCE_PATTERN,
+    ANSWER_SIGNATURE_ALGORITHM,
+    SecretAnswer,
+    load_site_public_key,
+    new_nonce,
+)
 from foundation_client._sealing import (
     ALGORITHM as SEALING_ALGORITHM,
 )
@@ -34,13 +42,19 @@ PROTOCOL_VERSION = 2
 __all__ = [
     "AGENT_NAME",
     "AGENT_NAME_PATTERN",
+    "ANSWER_NONCE",
+    "ANSWER_NONCE_PATTERN",
+    "ANSWER_SIGNATURE_ALGORITHM",
     "PROTOCOL_VERSION",
     "SEALING_ALGORITHM",
     "SECRETS_API_PATH",
     "SECRETS_ROTATION_CHANNEL",
     "RotationNotice",
+    "SecretAnswer",
     "generate_keypair",
     "load_public_key",
+    "load_site_public_key",
+    "new_nonce",
     "open_sealed",
     "seal",
     "sealing_context",
