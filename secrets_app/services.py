@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from agents_app.models import Agent
 from audit_app import services as audit
-from foundation_client._wire import SECRETS_ROTATION_CHANNEL, RotationNotice
+from foundation_client.protocol import SECRETS_ROTATION_CHANNEL, RotationNotice
 from foundation_site.redis_client import get_redis
 from secrets_app import value_cache
 from secrets_app.backends import get_backend
