@@ -66,7 +66,7 @@ def serve_read(
             "invalid agent token" if token else "no agent token",
         )
         return 401, {"detail": "Unauthorized"}
-    if nonce is not None and not ANSWER_NONCE.match(nonce):
+    if nonce is not None and not ANSWER_NONCE.fullmatch(nonce):  # no trailing newline
         audit.record(
             "secrets.read",
             agent,

@@ -237,7 +237,9 @@ def test_a_read_without_a_nonce_is_signed_over_an_empty_one(client, secret, make
     assert signed_by_the_site(body)
 
 
-@pytest.mark.parametrize("nonce", ["", "short", "x" * 129, "bad nonce with spaces!!", "é" * 20])
+@pytest.mark.parametrize(
+    "nonce", ["", "short", "x" * 129, "bad nonce with spaces!!", "é" * 20, "n" * 20 + "%0A"]
+)
 def test_a_malformed_nonce_is_400_and_audited_without_reading(client, secret, make_agent, nonce):
     _, token = make_agent()
     response = get(client, "openai_api_key", token, nonce=nonce)
