@@ -67,14 +67,16 @@ def issue_credentials(agent: Agent, *, actor: object, request: object = None) ->
 def agent_environment(agent: Agent, credentials: Credentials) -> list[tuple[str, str]]:
     """The agent's whole environment, as ``KEY=VALUE`` pairs for its env file."""
     from agents_app.wire import redis_url_for
+    from secrets_app.signing import site_public_key
 
-    pairs = [
+    return [
         ("FOUNDATION_AGENT_NAME", agent.name),
         ("FOUNDATION_AGENT_TOKEN", credentials.token),
         ("FOUNDATION_API_URL", settings.AGENTS_API_URL),
         ("FOUNDATION_REDIS_URL", redis_url_for(agent, credentials.redis_password)),
+        # The client refuses secret answers not signed by this key (forged, replayed).
+        ("FOUNDATION_SITE_PUBLIC_KEY", site_public_key()),
     ]
-    return pairs
 
 
 _auth_cache: dict[str, tuple[Agent | None, float]] = {}

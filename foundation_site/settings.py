@@ -4,14 +4,16 @@ This is the only module that reads the environment. Every variable is parsed str
 that is present but malformed stops start-up with ``ImproperlyConfigured`` naming the variable,
 because a typo in production must never silently fall back to a development default.
 
-Secrets (``SECRET_KEY``, ``VAULT_TOKEN``, ``FOUNDATION_MASTER_KEY``) may be given as ``NAME_FILE``
-pointing at a file, so they need not sit in the process environment.
+Secrets (``SECRET_KEY``, ``VAULT_TOKEN``, ``FOUNDATION_MASTER_KEY``,
+``FOUNDATION_SITE_SIGNING_KEY``) may be given as ``NAME_FILE`` pointing at a file, so they need
+not sit in the process environment.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -103,8 +105,9 @@ def env_url(name: str, default: str, schemes: set[str]) -> str:
     return raw
 
 
-def master_key(raw: str | None, name: str = "FOUNDATION_MASTER_KEY") -> bytes | None:
-    """A master key is 32 random bytes, URL-safe base64 (``Fernet.generate_key()``)."""
+def key_32(raw: str | None, name: str) -> bytes | None:
+    """A key of 32 random bytes in URL-safe base64 (``Fernet.generate_key()``): the master keys,
+    the site's signing key."""
     if raw is None:
         return None
     try:
@@ -263,13 +266,15 @@ CHANNEL_LAYERS = {
 # --- Vault / OpenBao and the local master key ------------------------------------------------
 VAULT_ADDR = env_url("VAULT_ADDR", "http://127.0.0.1:8200", {"http", "https"})
 VAULT_TOKEN = env_secret("VAULT_TOKEN", required=False)
-FOUNDATION_MASTER_KEY = master_key(env_secret("FOUNDATION_MASTER_KEY", required=not DEBUG))
+FOUNDATION_MASTER_KEY = key_32(
+    env_secret("FOUNDATION_MASTER_KEY", required=not DEBUG), "FOUNDATION_MASTER_KEY"
+)
 # During a master-key rotation: the keys values may still be wrapped with, comma-separated.
 FOUNDATION_PREVIOUS_MASTER_KEYS: list[bytes] = [
     key
     for raw in (env_secret("FOUNDATION_PREVIOUS_MASTER_KEYS", required=False) or "").split(",")
     if raw.strip()
-    for key in [master_key(raw.strip(), "FOUNDATION_PREVIOUS_MASTER_KEYS")]
+    for key in [key_32(raw.strip(), "FOUNDATION_PREVIOUS_MASTER_KEYS")]
     if key is not None
 ]
 VAULT_TIMEOUT = env_int("VAULT_TIMEOUT", 5, minimum=1)
@@ -281,6 +286,16 @@ if VAULT_ROLE_ID and not VAULT_SECRET_ID:
     )
 
 # --- Secrets --------------------------------------------------------------------------------
+# The Ed25519 seed with which the site signs every secret answer; agents pin its public key
+# (secrets_app.signing.site_public_key). In development without one, a key derived from SECRET_KEY,
+# so that every process of one checkout (web, create_agent) agrees on it.
+FOUNDATION_SITE_SIGNING_KEY: bytes = (
+    key_32(
+        env_secret("FOUNDATION_SITE_SIGNING_KEY", required=not DEBUG),
+        "FOUNDATION_SITE_SIGNING_KEY",
+    )
+    or hashlib.sha256(b"foundation-development-site-signing-key:" + SECRET_KEY.encode()).digest()
+)
 SECRETS_DEFAULT_BACKEND = env.str("SECRETS_DEFAULT_BACKEND", default="vault")
 if SECRETS_DEFAULT_BACKEND not in {"vault", "local"}:
     raise ImproperlyConfigured(

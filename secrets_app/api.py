@@ -1,7 +1,10 @@
 """The agent API for secrets: ``GET /api/v1/secrets/<name>`` with ``Authorization: Bearer``.
 
 Every answer, success or failure, is audited with its reason. When the agent registered an X25519
-public key the value is sealed to it, so that only ciphertext crosses proxies and logs.
+public key the value is sealed to it, so that only ciphertext crosses proxies and logs. Every value
+answer is signed with the site's key over the request's nonce (``?nonce=``), the agent, the name,
+the version and the sealed value (``foundation_client.protocol.SecretAnswer``), so that an agent
+pinning the site's key can refuse forged and replayed answers.
 
 ``serve_read`` is the one implementation. It is reached two ways: through django-ninja (which also
 publishes the OpenAPI document) and, in the served ASGI application, through the lean route in
@@ -15,13 +18,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
+from ninja.params import P, QueryEx
 from ninja.security import HttpBearer
 
 from agents_app.services import authenticate
 from audit_app import services as audit
-from foundation_client.protocol import load_public_key, seal, sealing_context
-from secrets_app import services
+from foundation_client.protocol import (
+    ANSWER_NONCE,
+    ANSWER_NONCE_PATTERN,
+    SecretAnswer,
+    load_public_key,
+    seal,
+    sealing_context,
+)
+from secrets_app import services, signing
 from secrets_app.exceptions import (
     AccessDenied,
     BackendUnavailable,
@@ -38,8 +49,11 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def serve_read(token: str | None, name: str, request: HttpRequest) -> tuple[int, dict[str, Any]]:
-    """Answer one read: (HTTP status, JSON body)."""
+def serve_read(
+    token: str | None, name: str, nonce: str | None, request: HttpRequest
+) -> tuple[int, dict[str, Any]]:
+    """Answer one read: (HTTP status, JSON body). ``nonce`` is the request's ``?nonce=``: agents
+    that predate signed answers send none, and get an answer signed over an empty nonce."""
     agent = authenticate(token)
     if agent is None:
         audit.record(
@@ -52,6 +66,17 @@ def serve_read(token: str | None, name: str, request: HttpRequest) -> tuple[int,
             "invalid agent token" if token else "no agent token",
         )
         return 401, {"detail": "Unauthorized"}
+    if nonce is not None and not ANSWER_NONCE.fullmatch(nonce):  # no trailing newline
+        audit.record(
+            "secrets.read",
+            agent,
+            services.audit_resource(name),
+            "read",
+            False,
+            request,
+            "malformed nonce",
+        )
+        return 400, {"detail": f"nonce must match {ANSWER_NONCE_PATTERN}"}
     try:
         value, version = services.read_for_agent(agent, name, request)
     except AccessDenied as exc:
@@ -61,10 +86,10 @@ def serve_read(token: str | None, name: str, request: HttpRequest) -> tuple[int,
     except (BackendUnavailable, MasterKeyError) as exc:
         logger.warning("secret %s unavailable: %s", name, exc)
         return 503, {"detail": "the secret store is unavailable"}
-    body: dict[str, Any] = {"name": name, "version": version}
+    sealed: dict[str, str] | None = None
     if agent.public_key:
         try:
-            body["sealed"] = seal(
+            sealed = seal(
                 value.encode("utf-8"),
                 load_public_key(agent.public_key),
                 sealing_context(name, version),
@@ -80,9 +105,15 @@ def serve_read(token: str | None, name: str, request: HttpRequest) -> tuple[int,
                 "the agent's public key is unusable",
             )
             return 503, {"detail": "the agent's public key is unusable"}
-    else:
-        body["value"] = value
-    return 200, body
+    answer = SecretAnswer(
+        agent=agent.name,
+        name=name,
+        version=version,
+        nonce=nonce or "",
+        sealed=sealed,
+        value=None if sealed is not None else value,
+    )
+    return 200, signing.sign(answer).to_body()
 
 
 @dataclass(frozen=True)
@@ -110,11 +141,20 @@ class SealedValue(Schema):
     ciphertext: str
 
 
+class AnswerSignature(Schema):
+    alg: str = Field(description="`Ed25519`")
+    sig: str = Field(description="the signature, URL-safe base64")
+
+
+# The OpenAPI description of what SecretAnswer.to_body() makes.
 class SecretOut(Schema):
+    agent: str
     name: str
     version: int
+    nonce: str = Field(description="the request's nonce (empty when it sent none)")
     value: str | None = None
     sealed: SealedValue | None = None
+    signature: AnswerSignature
 
 
 class ErrorOut(Schema):
@@ -123,17 +163,39 @@ class ErrorOut(Schema):
 
 @router.get(
     "/{path:name}",
-    response={200: SecretOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 503: ErrorOut},
+    response={
+        200: SecretOut,
+        400: ErrorOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        503: ErrorOut,
+    },
     auth=AgentToken(),
     exclude_none=True,
     summary="Read the current value of a secret",
     description=(
         "Needs a grant for the name (exact or prefix). The value is sealed to the agent's "
         "X25519 public key when one is registered (X25519-HKDF-SHA256-AES256GCM, associated "
-        "data `secret:<name>:v<version>`); otherwise it is returned as `value`."
+        "data `secret:<name>:v<version>`); otherwise it is returned as `value`. Every answer is "
+        "signed with the site's Ed25519 key over the request's `nonce`, the agent, the name, the "
+        "version and the sealed value or the value (layout: "
+        "`foundation_client.protocol.SecretAnswer.signed_bytes`)."
     ),
 )
-def read_secret(request: HttpRequest, name: str) -> Status[dict[str, Any]]:
+def read_secret(
+    request: HttpRequest,
+    name: str,
+    nonce: QueryEx[
+        str | None,
+        P(
+            description=(
+                "A fresh random value per request, bound into the answer's signature so that an "
+                f"answer cannot be replayed; `{ANSWER_NONCE_PATTERN}`."
+            )
+        ),
+    ] = None,
+) -> Status[dict[str, Any]]:
     presented: PresentedToken = request.auth  # type: ignore[attr-defined]
-    status, body = serve_read(presented.token, name, request)
+    status, body = serve_read(presented.token, name, nonce, request)
     return Status(status, body)

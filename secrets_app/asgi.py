@@ -26,10 +26,12 @@ from secrets_app.api import bearer_token, serve_read
 ASGIApp = Any
 
 
-def _serve(token: str | None, name: str, request: HttpRequest) -> tuple[int, dict[str, Any]]:
+def _serve(
+    token: str | None, name: str, nonce: str | None, request: HttpRequest
+) -> tuple[int, dict[str, Any]]:
     close_old_connections()  # as Django does around each request
     try:
-        return serve_read(token, name, request)
+        return serve_read(token, name, nonce, request)
     finally:
         close_old_connections()
 
@@ -78,5 +80,8 @@ class SecretsReadRoute:
             return
         name = path[len(PREFIX) :]  # ASGI paths arrive percent-decoded
         token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
-        status, body = await sync_to_async(_serve, thread_sensitive=False)(token, name, request)
+        nonce = request.GET.get("nonce")  # the last one when repeated, as ninja takes it
+        status, body = await sync_to_async(_serve, thread_sensitive=False)(
+            token, name, nonce, request
+        )
         await _answer(send, status, body)

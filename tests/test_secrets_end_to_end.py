@@ -1,8 +1,12 @@
-"""An agent's SecretsClient against the live site, real Redis and real OpenBao."""
+"""An agent's SecretsClient against the live site, real Redis and real OpenBao.
+
+Every client here pins the site's public key, so every answer it takes is checked as in production.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import timedelta
 
@@ -12,8 +16,14 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from audit_app.models import AuditLog
-from foundation_client import ClientSettings, SecretsClient, SecretUnavailable
-from secrets_app import services
+from foundation_client import (
+    AiohttpTransport,
+    ClientSettings,
+    SecretsClient,
+    SecretUnavailable,
+    generate_keypair,
+)
+from secrets_app import services, signing
 from secrets_app.jobs import rotate_due_secrets
 from secrets_app.models import SecretMetadata
 
@@ -26,6 +36,7 @@ def client_settings(live_server, token: str) -> ClientSettings:
         api_url=live_server.url,
         redis_url=django_settings.REDIS_URL,
         agent_token=token,
+        site_public_key=signing.site_public_key(),
     )
 
 
@@ -149,3 +160,62 @@ def test_openbao_stopping_mid_run_serves_stale_values_then_fails_cleanly(
     assert failures.count() >= 3
     assert all("unreachable" in (row.error_message or "") for row in failures)
     assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 1
+
+
+class ReplayingMiddle(AiohttpTransport):
+    """A man in the middle on the agent's HTTP: once it has seen an answer for a name, it serves
+    that answer again instead of asking the site."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        super().__init__(base_url, token, timeout=5.0)
+        self.seen: dict[str, tuple[int, dict]] = {}
+
+    async def get_json(self, path: str) -> tuple[int, dict]:
+        name = path.split("?")[0]
+        if name not in self.seen:
+            self.seen[name] = await super().get_json(path)
+        return self.seen[name]
+
+
+def test_an_answer_replayed_over_http_is_refused(live_server, make_agent, admin_user):
+    services.create_secret("replayed_key", "genuine", actor=admin_user, backend="local")
+    private, public = generate_keypair()
+    _, token = make_agent(grants=["replayed_key"], public_key=public)
+    settings = dataclasses.replace(client_settings(live_server, token), private_key=private)
+
+    async def scenario() -> None:
+        middle = ReplayingMiddle(live_server.url, token)
+        async with SecretsClient(settings, transport=middle, ttl=0, stale_if_error=0) as client:
+            assert await client.get("replayed_key") == "genuine"
+            with pytest.raises(SecretUnavailable, match="replayed answer"):
+                await client.get("replayed_key")
+        await middle.close()
+
+    asyncio.run(scenario())
+    # The site answered once; the refusal happened in the agent, where the replay arrived.
+    assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 1
+
+
+def test_a_secret_deleted_and_created_anew_is_read_at_version_1_after_the_notice(
+    live_server, make_agent, admin_user
+):
+    secret = services.create_secret("phoenix", "first", actor=admin_user, backend="local")
+    services.set_value(secret, "second", actor=admin_user)
+    _, token = make_agent(grants=["phoenix"])
+
+    async def scenario() -> None:
+        async with SecretsClient(client_settings(live_server, token), ttl=3600) as client:
+            assert await client.get("phoenix") == "second"
+            assert client.cached_version("phoenix") == 2
+            await asyncio.to_thread(services.delete_secret, secret, actor=admin_user)
+            deadline = time.monotonic() + 1.0
+            while client.cached_version("phoenix") is not None:  # the deletion notice
+                assert time.monotonic() < deadline, "the deletion notice did not arrive"
+                await asyncio.sleep(0.005)
+            await asyncio.to_thread(
+                services.create_secret, "phoenix", "reborn", actor=admin_user, backend="local"
+            )
+            assert await client.get("phoenix") == "reborn"
+            assert client.cached_version("phoenix") == 1
+
+    asyncio.run(scenario())

@@ -14,12 +14,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "k" * 20 + "abcdefghijklmnopqrstuvwxyz0123456789"
 GOOD_MASTER = base64.urlsafe_b64encode(b"\x01" * 32).decode()
+GOOD_SIGNING = base64.urlsafe_b64encode(b"\x02" * 32).decode()
 
 PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": GOOD_SECRET,
     "ALLOWED_HOSTS": "foundation.example.com",
     "FOUNDATION_MASTER_KEY": GOOD_MASTER,
+    "FOUNDATION_SITE_SIGNING_KEY": GOOD_SIGNING,
     "DATABASE_URL": "sqlite:////tmp/foundation-settings-test.db",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "VAULT_ADDR": "https://vault.example.com:8200",
@@ -78,6 +80,8 @@ def test_check_deploy_reports_nothing_with_production_values():
             {"FOUNDATION_MASTER_KEY": base64.urlsafe_b64encode(b"x" * 16).decode()},
             "FOUNDATION_MASTER_KEY",
         ),
+        ({"FOUNDATION_SITE_SIGNING_KEY": None}, "FOUNDATION_SITE_SIGNING_KEY"),
+        ({"FOUNDATION_SITE_SIGNING_KEY": "too-short"}, "FOUNDATION_SITE_SIGNING_KEY"),
         ({"DEBUG": "ture"}, "DEBUG"),
         ({"DATABASE_URL": "mysqlx://db/x"}, "DATABASE_URL"),
         ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
@@ -131,9 +135,45 @@ def test_a_variable_and_its_file_together_are_refused(tmp_path):
 
 def test_debug_needs_no_secrets():
     result = run_django(
-        {"DEBUG": "true", "SECRET_KEY": None, "FOUNDATION_MASTER_KEY": None, "ALLOWED_HOSTS": None}
+        {
+            "DEBUG": "true",
+            "SECRET_KEY": None,
+            "FOUNDATION_MASTER_KEY": None,
+            "FOUNDATION_SITE_SIGNING_KEY": None,
+            "ALLOWED_HOSTS": None,
+        }
     )
     assert result.returncode == 0, result.stderr
+
+
+PRINT_SITE_KEY = (
+    "import django; django.setup(); from secrets_app.signing import site_public_key; "
+    "print(site_public_key())"
+)
+
+
+def test_the_site_public_key_comes_from_the_signing_key_or_its_file(tmp_path):
+    key_file = tmp_path / "site_signing_key"
+    key_file.write_text(GOOD_SIGNING + "\n")
+    direct = run_django({}, "-c", PRINT_SITE_KEY)
+    from_file = run_django(
+        {"FOUNDATION_SITE_SIGNING_KEY": None, "FOUNDATION_SITE_SIGNING_KEY_FILE": str(key_file)},
+        "-c",
+        PRINT_SITE_KEY,
+    )
+    assert direct.returncode == from_file.returncode == 0, direct.stderr + from_file.stderr
+    assert direct.stdout == from_file.stdout
+    assert len(direct.stdout.strip()) == 44
+    assert GOOD_SIGNING not in direct.stdout
+
+
+def test_in_debug_without_a_signing_key_every_process_derives_the_same_one():
+    development = {"DEBUG": "true", "FOUNDATION_SITE_SIGNING_KEY": None}
+    one = run_django(development, "-c", PRINT_SITE_KEY)
+    two = run_django(development, "-c", PRINT_SITE_KEY)
+    other = run_django(development | {"SECRET_KEY": GOOD_SECRET[::-1]}, "-c", PRINT_SITE_KEY)
+    assert one.returncode == two.returncode == other.returncode == 0, one.stderr
+    assert one.stdout == two.stdout != other.stdout
 
 
 def test_the_secret_key_value_never_appears_in_the_error(tmp_path):

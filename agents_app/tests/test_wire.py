@@ -59,6 +59,7 @@ def test_the_printed_environment_is_all_an_agent_needs(settings):
         "FOUNDATION_AGENT_TOKEN",
         "FOUNDATION_API_URL",
         "FOUNDATION_REDIS_URL",
+        "FOUNDATION_SITE_PUBLIC_KEY",
     }
     assert env["FOUNDATION_AGENT_NAME"] == "wire_a"
     assert env["FOUNDATION_API_URL"] == settings.AGENTS_API_URL
@@ -66,9 +67,12 @@ def test_the_printed_environment_is_all_an_agent_needs(settings):
     assert env["FOUNDATION_REDIS_URL"].startswith(f"{scheme}://{acl_user('wire_a')}:")
     assert get_wire().sismember(AGENTS, "wire_a")
     from foundation_client import ClientSettings
+    from secrets_app.signing import site_public_key
 
+    assert env["FOUNDATION_SITE_PUBLIC_KEY"] == site_public_key()
     client = ClientSettings.from_env(env)
     assert (client.agent_name, client.agent_token) == ("wire_a", env["FOUNDATION_AGENT_TOKEN"])
+    assert len(client.site_public_keys()) == 1
 
 
 def test_with_its_url_redis_cli_cannot_read_another_inbox_nor_publish():

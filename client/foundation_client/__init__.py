@@ -16,6 +16,7 @@ from foundation_client._exceptions import (
     SecretNotFound,
     SecretUnavailable,
 )
+from foundation_client._http import AiohttpTransport, Transport, TransportError
 from foundation_client._messaging import Messaging, MessagingConfig, trim_stream
 from foundation_client._sealing import generate_keypair
 from foundation_client._secrets import SecretsClient
@@ -24,6 +25,7 @@ from foundation_client._wire import RotationNotice
 __version__ = "0.1.0"
 
 __all__ = [
+    "AiohttpTransport",
     "ClientSettings",
     "ConfigurationError",
     "Envelope",
@@ -41,6 +43,8 @@ __all__ = [
     "SecretNotFound",
     "SecretUnavailable",
     "SecretsClient",
+    "Transport",
+    "TransportError",
     "__version__",
     "generate_keypair",
     "trim_stream",

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from foundation_client._answers import load_site_public_key
 from foundation_client._exceptions import ConfigurationError
 from foundation_client._wire import AGENT_NAME
 
@@ -52,6 +55,9 @@ class ClientSettings:
     agent_token: str | None = None
     #: URL-safe base64 X25519 private key; with it, the site seals secret values to this agent.
     private_key: str | None = None
+    #: The site's Ed25519 public key (URL-safe base64; several, comma-separated, while the site's
+    #: key is rotated). Pinned, every secret answer must be signed by it for this very request.
+    site_public_key: str | None = None
 
     def __post_init__(self) -> None:
         if not AGENT_NAME.match(self.agent_name):
@@ -66,14 +72,28 @@ class ClientSettings:
             self.redis_url,
             frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"}),
         )
+        self.site_public_keys()  # malformed keys fail here, at construction
+
+    def site_public_keys(self) -> tuple[Ed25519PublicKey, ...]:
+        """The pinned site keys; empty when none is pinned."""
+        texts = [part for part in (self.site_public_key or "").split(",") if part.strip()]
+        try:
+            return tuple(load_site_public_key(text) for text in texts)
+        except ValueError:
+            raise ConfigurationError(
+                "FOUNDATION_SITE_PUBLIC_KEY",
+                "must be the site's Ed25519 public key, 32 bytes in URL-safe base64 (several: "
+                "comma-separated), as create_agent prints it",
+            ) from None
 
     def __repr__(self) -> str:
         # The token is a credential: never in a repr, a log line or a traceback.
         token = "set" if self.agent_token else "unset"
         key = "set" if self.private_key else "unset"
+        site_key = "pinned" if self.site_public_key else "unset"
         return (
             f"ClientSettings(agent_name={self.agent_name!r}, api_url={self.api_url!r}, "
-            f"agent_token=<{token}>, private_key=<{key}>)"
+            f"agent_token=<{token}>, private_key=<{key}>, site_public_key=<{site_key}>)"
         )
 
     @classmethod
@@ -91,4 +111,5 @@ class ClientSettings:
             redis_url=env.get("FOUNDATION_REDIS_URL") or cls.redis_url,
             agent_token=_secret(env, "FOUNDATION_AGENT_TOKEN"),
             private_key=_secret(env, "FOUNDATION_AGENT_PRIVATE_KEY"),
+            site_public_key=_secret(env, "FOUNDATION_SITE_PUBLIC_KEY"),
         )

@@ -9,7 +9,8 @@
      └── SecretError             carries the secret's name
           ├── SecretNotFound     no such secret (or no such version)
           ├── SecretAccessDenied the agent's token is unknown, or it has no grant
-          └── SecretUnavailable  the foundation or its backend cannot answer now
+          └── SecretUnavailable  the foundation or its backend cannot answer now, or its
+                                 answer was refused (forged, replayed, rolled back)
 
 Each subsystem adds its branch here (secrets, messaging, ...), so an agent can catch
 ``FoundationError`` to handle anything the foundation raises. Messages carry context (which

@@ -70,3 +70,14 @@ def connect(url: str, **options: Any) -> Any:
     if HIREDIS_AVAILABLE:
         pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
     return aioredis.Redis.from_pool(pool)
+
+
+def connect_notices(url: str) -> aioredis.Redis:
+    """A connection for the site's pub/sub notices. On a cluster, to the node the URL names:
+    a PUBLISH reaches every node of a Redis Cluster, so one node is enough to listen on (and
+    redis-py's asyncio cluster client has no pub/sub)."""
+    if is_cluster(url):
+        scheme, _, rest = url.partition("://")
+        url = f"{CLUSTER_SCHEMES[scheme]}://{rest}"
+    result: aioredis.Redis = connect(url)
+    return result

@@ -5,6 +5,12 @@ the site's agent API. When the site cannot answer, a value fetched less than ``s
 ago is still served (an outage of Vault should not stop a running agent); past that window the
 caller gets :class:`SecretUnavailable`. A rotation notice on Redis pub/sub (name and version,
 never the value) drops the cached entry, so the next ``get`` fetches the new value at once.
+
+Every read sends a fresh nonce. With the site's key pinned (``FOUNDATION_SITE_PUBLIC_KEY``), an
+answer is accepted only when the site signed it for that nonce, this agent and this secret name
+(``_answers``): a value sealed by someone else, or an answer captured earlier, is refused. Whether
+pinned or not, versions only go forward: an answer older than a version already seen or announced
+is refused, until a deletion notice says the name starts again.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from urllib.parse import quote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from foundation_client._answers import SecretAnswer, new_nonce
 from foundation_client._config import ClientSettings
 from foundation_client._exceptions import (
     ConfigurationError,
@@ -29,7 +36,7 @@ from foundation_client._exceptions import (
     SecretUnavailable,
 )
 from foundation_client._http import AiohttpTransport, Transport, TransportError
-from foundation_client._redis import connect
+from foundation_client._redis import connect_notices
 from foundation_client._sealing import open_sealed, sealing_context
 from foundation_client._wire import SECRETS_API_PATH, SECRETS_ROTATION_CHANNEL, RotationNotice
 
@@ -67,9 +74,15 @@ class SecretsClient:
         self.stale_if_error = stale_if_error
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
-        # The newest version each rotation notice announced, so that an answer already in flight
-        # when the notice came is not cached as fresh.
-        self._announced: dict[str, int] = {}
+        # Per name, the newest version fetched or announced: no older answer is accepted after it
+        # (a replayed or rolled-back answer), until a deletion notice removes the name's floor.
+        self._floor: dict[str, int] = {}
+        self._site_keys = settings.site_public_keys()
+        if not self._site_keys:
+            logger.warning(
+                "FOUNDATION_SITE_PUBLIC_KEY is not set: secret answers are accepted without "
+                "proof that the site made them for this request; pin the key create_agent printed"
+            )
         self._http: Transport = transport or AiohttpTransport(
             settings.api_url, settings.agent_token, timeout
         )
@@ -92,7 +105,7 @@ class SecretsClient:
         if not self._listen or self._listener is not None:
             return
         if self._redis is None:
-            self._redis = connect(self.settings.redis_url)
+            self._redis = connect_notices(self.settings.redis_url)
         self._listener = asyncio.create_task(self._listen_for_rotations(), name="secrets-rotation")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), timeout=2.0)
@@ -132,6 +145,18 @@ class SecretsClient:
     async def _load(self, name: str, stale: _Entry | None) -> _Entry:
         try:
             entry = await self._fetch(name)
+            if entry.version < self._floor.get(name, 0):
+                # Most often an answer the site made just before a rotation whose notice overtook
+                # it on the way: ask once more before calling it a rollback.
+                entry = await self._fetch(name)
+                floor = self._floor.get(name, 0)
+                if entry.version < floor:
+                    reason = (
+                        f"version {entry.version} is older than version {floor} already seen or "
+                        "announced (a replayed or rolled-back answer)"
+                    )
+                    logger.warning("refused an answer for %r: %s", name, reason)
+                    raise SecretUnavailable(name, reason)
         except SecretUnavailable as exc:
             if stale is not None and time.monotonic() < stale.stale_until:
                 logger.warning("serving cached %r inside its stale window: %s", name, exc.reason)
@@ -140,20 +165,19 @@ class SecretsClient:
         finally:
             # Before the task completes, so that a later caller never joins a finished fetch.
             self._inflight.pop(name, None)
-        if entry.version < self._announced.get(name, 0):
-            # A notice already announced a newer version than this answer carries (the site
-            # answered before it saw the change): keep the value, but do not trust it as fresh.
-            entry.fresh_until = 0.0
+        self._floor[name] = max(entry.version, self._floor.get(name, 0))
         self._cache[name] = entry
         return entry
 
     async def _fetch(self, name: str) -> _Entry:
+        nonce = new_nonce()
+        path = f"{SECRETS_API_PATH}{quote(name, safe='')}?nonce={nonce}"
         try:
-            status, body = await self._http.get_json(SECRETS_API_PATH + quote(name, safe=""))
+            status, body = await self._http.get_json(path)
         except TransportError as exc:
             raise SecretUnavailable(name, str(exc)) from None
         if status == 200:
-            return self._entry(name, body)
+            return self._entry(name, nonce, body)
         detail = str(body.get("detail", ""))
         if status == 404:
             raise SecretNotFound(name)
@@ -161,27 +185,51 @@ class SecretsClient:
             raise SecretAccessDenied(name, detail or f"HTTP {status}")
         raise SecretUnavailable(name, detail or f"the foundation answered HTTP {status}")
 
-    def _entry(self, name: str, body: dict[str, Any]) -> _Entry:
-        version = body.get("version")
-        if not isinstance(version, int):
-            raise SecretUnavailable(name, "the foundation sent a malformed answer")
-        if body.get("sealed") is not None:
+    def _entry(self, name: str, nonce: str, body: dict[str, Any]) -> _Entry:
+        try:
+            answer = SecretAnswer.from_body(body)
+        except ValueError:
+            raise SecretUnavailable(name, "the foundation sent a malformed answer") from None
+        refusal = self._refusal(name, nonce, answer)
+        if refusal is not None:
+            logger.warning("refused an answer for %r: %s", name, refusal)
+            raise SecretUnavailable(name, refusal)
+        if answer.sealed is not None:
             if not self.settings.private_key:
                 raise ConfigurationError(
                     "FOUNDATION_AGENT_PRIVATE_KEY", "the site seals values to this agent's key"
                 )
             try:
                 value = open_sealed(
-                    body["sealed"], self.settings.private_key, sealing_context(name, version)
+                    dict(answer.sealed),
+                    self.settings.private_key,
+                    sealing_context(name, answer.version),
                 ).decode("utf-8")
             except (SealingError, UnicodeDecodeError) as exc:
                 raise SecretUnavailable(name, f"sealed value cannot be opened: {exc}") from None
-        elif isinstance(body.get("value"), str):
-            value = body["value"]
         else:
-            raise SecretUnavailable(name, "the foundation sent a malformed answer")
+            assert answer.value is not None  # a SecretAnswer carries one of the two
+            value = answer.value
         now = time.monotonic()
-        return _Entry(value, version, now + self.ttl, now + self.ttl + self.stale_if_error)
+        return _Entry(value, answer.version, now + self.ttl, now + self.ttl + self.stale_if_error)
+
+    def _refusal(self, name: str, nonce: str, answer: SecretAnswer) -> str | None:
+        """Why ``answer`` is not the site's answer to this request (None: it is)."""
+        pinned = bool(self._site_keys)
+        if pinned:
+            if answer.signature is None:
+                return "unsigned answer (the site's key is pinned): forged, or from an older site"
+            if not answer.verify(self._site_keys):
+                return "forged or altered answer: its signature does not verify with the site's key"
+        # Unpinned, these fields prove nothing (anyone may write them), but a mismatch present is
+        # still never the site's answer to this request.
+        if (pinned or answer.nonce) and answer.nonce != nonce:
+            return "replayed answer: it was made for another request (its nonce is not ours)"
+        if (pinned or answer.agent) and answer.agent != self.settings.agent_name:
+            return f"answer made for agent {answer.agent!r}, not {self.settings.agent_name!r}"
+        if answer.name != name:
+            return f"answer for secret {answer.name!r}, not the one asked for"
+        return None
 
     async def _listen_for_rotations(self) -> None:
         delay = 0.5
@@ -214,9 +262,9 @@ class SecretsClient:
             logger.warning("ignored a malformed rotation notice")
             return
         if notice.version == 0:  # deleted: a re-created secret starts again at version 1
-            self._announced.pop(notice.name, None)
-        elif notice.version > self._announced.get(notice.name, 0):
-            self._announced[notice.name] = notice.version
+            self._floor.pop(notice.name, None)
+        elif notice.version > self._floor.get(notice.name, 0):
+            self._floor[notice.name] = notice.version
         entry = self._cache.get(notice.name)
         if entry is not None and entry.version != notice.version:
             del self._cache[notice.name]

@@ -34,6 +34,14 @@ from typing import Any
 
 import orjson
 
+from foundation_client._answers import (
+    ANSWER_NONCE,
+    ANSWER_NONCE_PATTERN,
+    ANSWER_SIGNATURE_ALGORITHM,
+    SecretAnswer,
+    load_site_public_key,
+    new_nonce,
+)
 from foundation_client._envelope import (
     ENVELOPE_FIELDS,
     HEAD_FIELDS,
@@ -421,6 +429,9 @@ __all__ = [
     "AGENTS",
     "AGENT_NAME",
     "AGENT_NAME_PATTERN",
+    "ANSWER_NONCE",
+    "ANSWER_NONCE_PATTERN",
+    "ANSWER_SIGNATURE_ALGORITHM",
     "DEAD",
     "DELETE_IDLE_CONSUMER",
     "ENVELOPE_FIELDS",
@@ -446,6 +457,7 @@ __all__ = [
     "Envelope",
     "MalformedMessage",
     "RotationNotice",
+    "SecretAnswer",
     "StatusEvent",
     "acl_rules",
     "acl_user",
@@ -460,8 +472,10 @@ __all__ = [
     "inbox",
     "inbox_sender",
     "load_public_key",
+    "load_site_public_key",
     "new_id",
     "new_ids",
+    "new_nonce",
     "open_sealed",
     "parse_stream_id",
     "requeue",

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import base64
+
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from foundation_client import ClientSettings, ConfigurationError, FoundationError
 
@@ -65,3 +68,32 @@ def test_the_token_never_shows_in_repr():
     settings = ClientSettings(agent_name="a", agent_token="super-secret-token")
     assert "super-secret-token" not in repr(settings)
     assert "agent_token=<set>" in repr(settings)
+
+
+def site_public_key() -> str:
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def test_it_pins_the_site_public_key_from_the_environment_or_a_file(tmp_path):
+    one, two = site_public_key(), site_public_key()
+    settings = ClientSettings.from_env(
+        {"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_SITE_PUBLIC_KEY": one}
+    )
+    assert settings.site_public_key == one
+    assert len(settings.site_public_keys()) == 1
+    key_file = tmp_path / "site.pub"
+    key_file.write_text(f"{one}, {two}\n")  # both while the site's key is rotated
+    settings = ClientSettings.from_env(
+        {"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_SITE_PUBLIC_KEY_FILE": str(key_file)}
+    )
+    assert len(settings.site_public_keys()) == 2
+    assert ClientSettings(agent_name="a").site_public_keys() == ()
+
+
+@pytest.mark.parametrize("bad", ["not-a-key", "A" * 44 + ",x"])
+def test_a_malformed_site_public_key_names_the_variable(bad):
+    with pytest.raises(ConfigurationError) as excinfo:
+        ClientSettings.from_env({"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_SITE_PUBLIC_KEY": bad})
+    assert excinfo.value.variable == "FOUNDATION_SITE_PUBLIC_KEY"
+    assert bad not in str(excinfo.value)

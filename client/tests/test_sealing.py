@@ -68,3 +68,11 @@ def test_an_unknown_algorithm_is_refused():
 def test_a_malformed_public_key_is_refused(bad):
     with pytest.raises(ValueError, match="32 bytes"):
         load_public_key(bad)
+
+
+def test_anyone_with_the_public_key_can_seal_so_sealing_proves_no_origin():
+    # Why answers are signed as well (test_answers.py, test_secrets_client.py): a value sealed by
+    # anyone who knows the agent's public key opens just as the site's would.
+    private, public = generate_keypair()
+    forged = seal(b"attacker-chosen", load_public_key(public), sealing_context("k", 1))
+    assert open_sealed(forged, private, sealing_context("k", 1)) == b"attacker-chosen"

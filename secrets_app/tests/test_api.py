@@ -1,17 +1,40 @@
-"""GET /api/v1/secrets/<name>: grants, sealing, errors, and an audit row for every answer."""
+"""GET /api/v1/secrets/<name>: grants, sealing, signing, errors, and an audit row for every answer.
+
+The attacks on sealed answers (forged, replayed, another agent's or secret's, rolled back) are
+played here against the site's real answers, with the agents' real client as the judge.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.urls import reverse
 
 from audit_app.models import AuditLog, SuspiciousActivity
-from foundation_client import SealingError, generate_keypair
-from foundation_client.protocol import open_sealed, sealing_context
-from secrets_app import services
+from foundation_client import (
+    ClientSettings,
+    SealingError,
+    SecretsClient,
+    SecretUnavailable,
+    generate_keypair,
+)
+from foundation_client.protocol import (
+    RotationNotice,
+    SecretAnswer,
+    load_public_key,
+    load_site_public_key,
+    open_sealed,
+    seal,
+    sealing_context,
+)
+from secrets_app import services, signing
 from secrets_app.backends import vault
 
 pytestmark = pytest.mark.django_db
+
+NONCE = "the-agents-nonce-0000001"
 
 
 @pytest.fixture
@@ -21,9 +44,17 @@ def secret(admin_user, vault_prefix):
     )
 
 
-def get(client, name: str, token: str | None, **extra):
+def get(client, name: str, token: str | None, nonce: str | None = NONCE, **extra):
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
-    return client.get(f"/api/v1/secrets/{name}", REMOTE_ADDR="203.0.113.9", **headers, **extra)
+    query = f"?nonce={nonce}" if nonce is not None else ""
+    return client.get(
+        f"/api/v1/secrets/{name}{query}", REMOTE_ADDR="203.0.113.9", **headers, **extra
+    )
+
+
+def signed_by_the_site(body: dict) -> bool:
+    site_key = load_site_public_key(signing.site_public_key())
+    return SecretAnswer.from_body(body).verify([site_key])
 
 
 def reads() -> list[tuple]:
@@ -35,7 +66,15 @@ def test_a_granted_agent_reads_the_current_value(client, secret, make_agent):
     agent, token = make_agent(grants=["openai_api_key"])
     response = get(client, "openai_api_key", token)
     assert response.status_code == 200
-    assert response.json() == {"name": "openai_api_key", "version": 1, "value": "sk-api-value"}
+    body = response.json()
+    assert body.pop("signature")["alg"] == "Ed25519"
+    assert body == {
+        "agent": "ai_manager",
+        "name": "openai_api_key",
+        "version": 1,
+        "nonce": NONCE,
+        "value": "sk-api-value",
+    }
     assert reads() == [("ai_manager", "secret:openai_api_key", True, None)]
     secret.refresh_from_db()
     assert (secret.last_read_by, secret.last_read_at is not None) == ("ai_manager", True)
@@ -138,6 +177,7 @@ def test_a_sealed_value_opens_with_the_agents_key_and_no_other(client, secret, m
     body = response.json()
     assert "value" not in body
     assert b"sk-api-value" not in response.content
+    assert signed_by_the_site(body)
     context = sealing_context("openai_api_key", body["version"])
     assert open_sealed(body["sealed"], private, context) == b"sk-api-value"
     other_private, _ = generate_keypair()
@@ -165,8 +205,189 @@ def test_vault_down_is_503_without_a_traceback_and_audited(client, settings, sec
 def test_the_openapi_document_describes_the_secrets_endpoint(client):
     schema = client.get("/api/v1/openapi.json").json()
     operation = schema["paths"]["/api/v1/secrets/{name}"]["get"]
-    assert set(operation["responses"]) >= {"200", "401", "403", "404", "503"}
+    assert set(operation["responses"]) >= {"200", "400", "401", "403", "404", "503"}
+    nonce = next(p for p in operation["parameters"] if p["name"] == "nonce")
+    assert (nonce["in"], nonce["required"]) == ("query", False)
+    answer = schema["components"]["schemas"]["SecretOut"]["properties"]
+    assert set(answer) == {"agent", "name", "version", "nonce", "value", "sealed", "signature"}
     assert (
         "BearerAuth" in str(schema["components"]["securitySchemes"])
         or schema["components"]["securitySchemes"]
     )
+
+
+# --- Signed answers -------------------------------------------------------------------------
+
+
+def test_every_answer_is_signed_over_the_request_nonce(client, secret, make_agent):
+    _, token = make_agent()
+    one = get(client, "openai_api_key", token, nonce="A" * 22).json()
+    two = get(client, "openai_api_key", token, nonce="B" * 22).json()
+    assert (one["nonce"], two["nonce"]) == ("A" * 22, "B" * 22)
+    assert signed_by_the_site(one)
+    assert signed_by_the_site(two)
+    assert one["signature"] != two["signature"]
+
+
+def test_a_read_without_a_nonce_is_signed_over_an_empty_one(client, secret, make_agent):
+    # What an agent that predates signed answers gets: its client ignores the signature.
+    _, token = make_agent()
+    body = get(client, "openai_api_key", token, nonce=None).json()
+    assert (body["nonce"], body["value"]) == ("", "sk-api-value")
+    assert signed_by_the_site(body)
+
+
+@pytest.mark.parametrize(
+    "nonce", ["", "short", "x" * 129, "bad nonce with spaces!!", "é" * 20, "n" * 20 + "%0A"]
+)
+def test_a_malformed_nonce_is_400_and_audited_without_reading(client, secret, make_agent, nonce):
+    _, token = make_agent()
+    response = get(client, "openai_api_key", token, nonce=nonce)
+    assert response.status_code == 400
+    assert "nonce must match" in response.json()["detail"]
+    assert b"sk-api-value" not in response.content
+    assert reads() == [("ai_manager", "secret:openai_api_key", False, "malformed nonce")]
+
+
+def test_the_site_public_key_is_the_signing_keys(settings):
+    key = Ed25519PrivateKey.generate()
+    settings.FOUNDATION_SITE_SIGNING_KEY = key.private_bytes_raw()
+    assert load_site_public_key(signing.site_public_key()) == key.public_key()
+    answer = SecretAnswer(agent="a", name="n", version=1, nonce="", value="v")
+    assert signing.sign(answer).verify([key.public_key()])
+
+
+class Captured:
+    """A man in the middle: serves the agent whatever answers it holds, whatever was asked."""
+
+    def __init__(self) -> None:
+        self.answers: list[dict] = []
+
+    async def get_json(self, path: str):
+        assert f"nonce={NONCE}" in path
+        return 200, self.answers.pop(0)
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def pinned_agent(monkeypatch):
+    """Make (SecretsClient, Captured): an agent named ai_manager that pins the site's key and
+    sends NONCE with every read, so that the site's answers to it can be captured beforehand."""
+    monkeypatch.setattr("foundation_client._secrets.new_nonce", lambda: NONCE)
+
+    def make(private_key: str | None = None):
+        settings = ClientSettings(
+            agent_name="ai_manager",
+            agent_token="seen-by-the-middle",
+            private_key=private_key,
+            site_public_key=signing.site_public_key(),
+        )
+        middle = Captured()
+        agent = SecretsClient(settings, transport=middle, listen=False, ttl=0, stale_if_error=0)
+        return agent, middle
+
+    return make
+
+
+def agent_read(agent: SecretsClient, name: str = "openai_api_key") -> str:
+    return asyncio.run(agent.get(name))
+
+
+def refusal(agent: SecretsClient, name: str = "openai_api_key") -> str:
+    with pytest.raises(SecretUnavailable) as excinfo:
+        agent_read(agent, name)
+    return excinfo.value.reason
+
+
+def test_a_pinned_agent_accepts_the_sites_sealed_answer_to_its_request(
+    client, secret, make_agent, pinned_agent
+):
+    private, public = generate_keypair()
+    _, token = make_agent(public_key=public)
+    agent, middle = pinned_agent(private)
+    middle.answers.append(get(client, "openai_api_key", token).json())
+    assert agent_read(agent) == "sk-api-value"
+
+
+@pytest.mark.parametrize("signer", [None, "another key"])
+def test_a_value_sealed_to_the_agent_by_someone_else_is_refused(
+    client, secret, make_agent, pinned_agent, signer
+):
+    private, public = generate_keypair()
+    _, token = make_agent(public_key=public)
+    agent, middle = pinned_agent(private)
+    genuine = SecretAnswer.from_body(get(client, "openai_api_key", token).json())
+    # Everything as the site would send it, but the value sealed by whoever holds the public key.
+    forged = SecretAnswer(
+        agent="ai_manager",
+        name="openai_api_key",
+        version=genuine.version,
+        nonce=NONCE,
+        sealed=seal(
+            b"attacker-chosen",
+            load_public_key(public),
+            sealing_context("openai_api_key", genuine.version),
+        ),
+    )
+    if signer is not None:
+        forged = forged.signed_with(Ed25519PrivateKey.generate())
+    middle.answers.append(forged.to_body())
+    reason = refusal(agent)
+    assert reason.startswith("unsigned answer" if signer is None else "forged or altered answer")
+
+
+def test_an_answer_captured_for_another_request_is_refused(
+    client, secret, make_agent, pinned_agent
+):
+    private, public = generate_keypair()
+    _, token = make_agent(public_key=public)
+    agent, middle = pinned_agent(private)
+    captured = get(client, "openai_api_key", token, nonce="N1-an-earlier-request").json()
+    middle.answers.append(captured)
+    assert refusal(agent).startswith("replayed answer")
+
+
+def test_an_answer_made_for_another_agent_is_refused(client, secret, make_agent, pinned_agent):
+    # The middle asks the site with another agent's token, for this agent's very nonce.
+    _, other_token = make_agent(name="other_agent")
+    agent, middle = pinned_agent()
+    middle.answers.append(get(client, "openai_api_key", other_token).json())
+    assert refusal(agent) == "answer made for agent 'other_agent', not 'ai_manager'"
+
+
+def test_an_answer_for_another_secret_is_refused(
+    client, admin_user, secret, make_agent, pinned_agent
+):
+    services.create_secret("decoy", "decoy-value", actor=admin_user, backend="local")
+    _, token = make_agent()
+    agent, middle = pinned_agent()
+    middle.answers.append(get(client, "decoy", token).json())
+    assert refusal(agent) == "answer for secret 'decoy', not the one asked for"
+
+
+def test_a_lower_version_is_refused_until_a_deletion_notice_resets_the_floor(
+    client, admin_user, make_agent, pinned_agent
+):
+    secret = services.create_secret("phoenix", "first", actor=admin_user, backend="local")
+    services.set_value(secret, "second", actor=admin_user)
+    _, token = make_agent()
+    agent, middle = pinned_agent()
+    middle.answers.append(get(client, "phoenix", token).json())
+    assert agent_read(agent, "phoenix") == "second"
+
+    # Deleted and created anew: the site now answers version 1, signed for this very request.
+    services.delete_secret(secret, actor=admin_user)
+    services.create_secret("phoenix", "reborn", actor=admin_user, backend="local")
+    reborn = get(client, "phoenix", token).json()
+    assert reborn["version"] == 1
+    middle.answers += [reborn, reborn]  # asked twice before it is refused
+    assert refusal(agent, "phoenix") == (
+        "version 1 is older than version 2 already seen or announced "
+        "(a replayed or rolled-back answer)"
+    )
+
+    agent._on_notice(RotationNotice("phoenix", 0).encode())  # the deletion notice, heard
+    middle.answers.append(reborn)
+    assert agent_read(agent, "phoenix") == "reborn"

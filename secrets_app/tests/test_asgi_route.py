@@ -8,10 +8,15 @@ import httpx
 import pytest
 
 from audit_app.models import AuditLog
-from foundation_client import generate_keypair
-from foundation_client.protocol import open_sealed, sealing_context
+from foundation_client import ClientSettings, SecretsClient, SecretUnavailable, generate_keypair
+from foundation_client.protocol import (
+    SecretAnswer,
+    load_site_public_key,
+    open_sealed,
+    sealing_context,
+)
 from foundation_site.asgi import application
-from secrets_app import services
+from secrets_app import services, signing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,9 +41,18 @@ def secret(admin_user):
 
 def test_a_granted_read_is_answered_and_audited(secret, make_agent):
     _, token = make_agent(grants=["route/*"])
-    response = call("GET", "/api/v1/secrets/route%2Fkey", token)
+    response = call("GET", "/api/v1/secrets/route%2Fkey?nonce=route-nonce-000000001", token)
     assert response.status_code == 200
-    assert response.json() == {"name": "route/key", "version": 1, "value": "route-value"}
+    body = response.json()
+    assert SecretAnswer.from_body(body).verify([load_site_public_key(signing.site_public_key())])
+    assert body.pop("signature")["alg"] == "Ed25519"
+    assert body == {
+        "agent": "ai_manager",
+        "name": "route/key",
+        "version": 1,
+        "nonce": "route-nonce-000000001",
+        "value": "route-value",
+    }
     assert response.headers["cache-control"] == "no-store"
     row = AuditLog.objects.get(event_type="secrets.read")
     assert (row.actor, row.success, row.ip_address, row.user_agent) == (
@@ -91,3 +105,72 @@ def test_plain_http_is_refused_when_https_is_required(settings, secret, make_age
     assert response.status_code == 403
     assert response.json() == {"detail": "HTTPS is required"}
     assert "route-value" not in response.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?nonce=route-nonce-000000001",
+        "?nonce=first-nonce-0000000001&nonce=last-nonce-00000000001",
+        "?nonce=",
+        "?nonce=short",
+        "?nonce=%20spaced%20nonce%20000000",
+        "?other=1",
+    ],
+)
+def test_nonces_are_handled_as_the_ninja_view_handles_them(client, secret, make_agent, query):
+    _, token = make_agent(grants=["route/*"])
+    path = f"/api/v1/secrets/route%2Fkey{query}"
+    route = call("GET", path, token)
+    view = client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert route.status_code == view.status_code
+    # Ed25519 signatures are deterministic: the same answer, the same signature.
+    assert route.json() == view.json()
+
+
+class RouteTransport:
+    """SecretsClient's transport straight into the served application, through the lean route;
+    ``replay`` serves the first answer again for every later request, as a man in the middle."""
+
+    def __init__(self, token: str, *, replay: bool = False) -> None:
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application, client=("198.51.100.7", 5000)),
+            base_url="http://localhost",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        self.replay = replay
+        self.first: dict | None = None
+
+    async def get_json(self, path: str):
+        if self.replay and self.first is not None:
+            return 200, self.first
+        response = await self.http.get(path)
+        self.first = self.first or response.json()
+        return response.status_code, response.json()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def test_a_pinned_agent_accepts_the_routes_answers_and_refuses_a_replayed_one(secret, make_agent):
+    private, public = generate_keypair()
+    _, token = make_agent(grants=["route/*"], public_key=public)
+    settings = ClientSettings(
+        agent_name="ai_manager",
+        agent_token=token,
+        private_key=private,
+        site_public_key=signing.site_public_key(),
+    )
+
+    async def read_twice(transport: RouteTransport, **options) -> str:
+        async with SecretsClient(
+            settings, transport=transport, listen=False, ttl=0, **options
+        ) as agent:
+            assert await agent.get("route/key") == "route-value"
+            return await agent.get("route/key")
+
+    assert asyncio.run(read_twice(RouteTransport(token))) == "route-value"
+    # No stale window, which would serve the value verified by the first read instead.
+    with pytest.raises(SecretUnavailable, match="replayed answer"):
+        asyncio.run(read_twice(RouteTransport(token, replay=True), stale_if_error=0))
