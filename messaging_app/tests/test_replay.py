@@ -54,6 +54,7 @@ def test_replaying_an_unknown_or_foreign_entry_is_skipped_and_audited(admin_user
     assert AuditLog.objects.get(event_type="messaging.replay").success is False
 
 
+@pytest.mark.postgres  # the replays audit from threads of their own: SQLite would lock
 def test_two_replays_of_one_dead_letter_at_once_deliver_it_once(admin_user, agent_messaging):
     import threading
 
