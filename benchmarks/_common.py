@@ -8,14 +8,16 @@ import os
 import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "foundation_bench"
 
 
-def load_services_env(redis_db: int) -> str:
-    """Read ``.run/services.env`` and point the site at the benchmark database and at Redis
-    database ``redis_db``; return that Redis URL."""
+def load_services_env(redis_db: int, database_url: str | None = None) -> str:
+    """Read ``.run/services.env`` and point the site at the benchmark database (by default
+    ``foundation_bench`` on the services' PostgreSQL, or ``database_url``) and at Redis database
+    ``redis_db``; return that Redis URL."""
     env_file = ROOT / ".run" / "services.env"
     if not env_file.exists():
         sys.exit("start the services first: scripts/services start")
@@ -24,8 +26,11 @@ def load_services_env(redis_db: int) -> str:
         os.environ.setdefault(key, value)
     url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{redis_db}"
     os.environ["REDIS_URL"] = url
-    pg = os.environ["FOUNDATION_PG_URL"].rsplit("/", 1)[0]
-    os.environ["DATABASE_URL"] = f"{pg}/{BENCH_DATABASE}"
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        pg = os.environ["FOUNDATION_PG_URL"].rsplit("/", 1)[0]
+        os.environ["DATABASE_URL"] = f"{pg}/{BENCH_DATABASE}"
     os.environ.setdefault("DEBUG", "true")
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["FOUNDATION_ENV_FILE"] = ""
@@ -36,12 +41,17 @@ def load_services_env(redis_db: int) -> str:
 
 
 def ensure_database() -> None:
+    """Create the database ``DATABASE_URL`` names, on its server, unless it is there."""
     import psycopg
+    from psycopg import sql
 
-    with psycopg.connect(os.environ["FOUNDATION_PG_URL"], autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE])
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    name = parts.path.lstrip("/")
+    server = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(server, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
         if not found.fetchone():
-            conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def free_port() -> int:

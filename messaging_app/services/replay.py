@@ -74,6 +74,8 @@ def _view(receiver: str, letter: DeadLetter) -> DeadLetterView:
 
 def dead_letters(count: int = 200, receiver: str | None = None) -> list[DeadLetterView]:
     """The newest dead letters of every agent (or one), newest first."""
+    if receiver and not AGENT_NAME.match(receiver):
+        return []  # not a name: no key is built from it
     names = [receiver] if receiver else wire_agents()
     wire = get_wire()
     pipe = wire.pipeline(transaction=False)

@@ -41,6 +41,12 @@ def test_the_dead_letters_page_lists_them_and_queues_a_replay(
     assert AuditLog.objects.get(action="replay_requested").actor == "admin"
 
 
+def test_a_receiver_filter_that_is_not_a_name_finds_nothing(admin_client):
+    page = admin_client.get(DEAD, {"receiver": "x}:in:y:{z"})
+    assert page.status_code == 200
+    assert services.dead_letters(receiver="x}:in:y:{z") == []
+
+
 def test_the_conversation_view_shows_one_correlation_as_a_timeline(admin_client):
     now = timezone.now()
     for i, status in enumerate(["sent", "delivered"]):
