@@ -143,6 +143,7 @@ class Messaging:
         # The streams read, each with the sender its key proves (None: the requeue stream,
         # written only by this agent and the site).
         self._sources: dict[bytes, str | None] = {self._requeue: None}
+        self._registered: set[str] = set()
         self._scripts = _Scripts(self._redis)
 
     async def __aenter__(self) -> Messaging:
@@ -203,6 +204,7 @@ class Messaging:
         at the start of the stream, so what was sent before is not missed."""
         self._last_refresh = time.monotonic()
         names = {as_text(n) for n in await self._redis.smembers(wire.AGENTS)} | {self.agent}
+        self._registered = names
         for sender in sorted(names):
             stream = wire.inbox(self.agent, sender).encode()
             if stream not in self._sources and AGENT_NAME.match(sender):
@@ -314,7 +316,14 @@ class Messaging:
 
     async def _write(self, envelopes: list[Envelope]) -> list[str]:
         """Append each envelope to its inbox: plain XADDs in one pipeline. The sender's user may
-        only XADD there (a script would need read access to the key as well)."""
+        only XADD there (a script would need read access to the key as well). Only registered
+        agents are sent to: their inboxes are the ones read, recorded, trimmed and shown."""
+        receivers = {envelope.receiver for envelope in envelopes}
+        if not receivers <= self._registered:
+            await self._refresh_senders()
+            unknown = sorted(receivers - self._registered)
+            if unknown:
+                raise MessageRejected(f"not a registered agent: {', '.join(unknown)}")
         cap = self.config.inbox_maxlen
         async with self._redis.pipeline(transaction=False) as pipe:
             for envelope in envelopes:

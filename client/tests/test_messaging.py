@@ -270,6 +270,20 @@ def test_stopping_with_redis_gone_returns_and_leaves_what_was_read_ahead_pending
     assert run(scenario()) == []
 
 
+def test_a_receiver_that_is_not_registered_is_refused_and_nothing_is_written():
+    sender, stranger = name("tx"), f"stranger-{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        async with Messaging(settings(sender), config=FAST) as tx:
+            with pytest.raises(MessageRejected, match=f"not a registered agent: {stranger}"):
+                await tx.send(stranger, "job", {})
+            sync_redis().sadd(wire.AGENTS, stranger)  # registered since: found at once
+            await tx.send(stranger, "job", {})
+
+    run(scenario())
+    assert sync_redis().xlen(inbox(stranger, sender)) == 1
+
+
 @pytest.mark.parametrize("receiver", [["a", "list"], None, 7])
 def test_a_receiver_that_is_not_text_is_refused(receiver):
     async def scenario():
