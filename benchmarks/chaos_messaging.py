@@ -133,10 +133,8 @@ def start_servers(folder: Path, cluster: bool) -> tuple[list[RedisServer], str]:
 
 def consumer_main(url: str) -> None:
     from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
-    from foundation_client._redis import connect
 
     async def main() -> None:
-        counter = connect(url)
         config = MessagingConfig(
             visibility_timeout=1.0,
             max_attempts=50,
@@ -151,7 +149,7 @@ def consumer_main(url: str) -> None:
                 if random.random() < 0.002:  # a few handlers fail now and then: retried
                     raise RuntimeError("transient failure")
                 # The last step: counted only when the handler returns successfully.
-                await counter.hincrby(HANDLED, envelope.id, 1)
+                await m._redis.hincrby(HANDLED, envelope.id, 1)
 
             m.on("job", handle)
             await m.run()
