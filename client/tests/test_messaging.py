@@ -488,6 +488,33 @@ def test_request_gets_the_reply_or_times_out():
     assert reply.correlation_id is not None
 
 
+def test_a_reply_continues_the_trace_of_its_request():
+    asker, answerer = name("ask"), name("ans")
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    async def scenario():
+        async with (
+            Messaging(settings(asker), config=FAST) as a,
+            Messaging(settings(answerer), config=FAST) as b,
+        ):
+
+            async def echo(envelope: Envelope) -> None:
+                await b.reply(envelope, envelope.traceparent)
+
+            b.on("echo", echo)
+            stop = asyncio.Event()
+            loops = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
+            reply = await a.request(answerer, "echo", None, timeout=3, traceparent=trace)
+            with pytest.raises(MessageRejected, match="not a W3C traceparent"):
+                await a.send(answerer, "echo", None, traceparent="00-nope")
+            stop.set()
+            await asyncio.gather(*loops)
+            return reply
+
+    reply = run(scenario())
+    assert (reply.payload, reply.traceparent) == (trace, trace)
+
+
 def test_every_status_goes_to_the_events_stream():
     receiver = name("rx")
 

@@ -99,12 +99,14 @@ def test_a_time_range_is_replayed_for_one_receiver(admin_user, agent_messaging):
         status="sent",
         created_at=now - timedelta(minutes=30),
     )
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    MessageLog.objects.filter(message_id="m1").update(traceparent=trace)
     count = services.replay_range(
         receiver, now - timedelta(minutes=40), now - timedelta(minutes=5), actor=admin_user
     )
     assert count == 2
     got = agent_messaging.consume(receiver)
-    assert sorted(e.id for e in got) == ["m1", "m2"]
+    assert sorted((e.id, e.traceparent) for e in got) == [("m1", trace), ("m2", None)]
     assert AuditLog.objects.get(action="replay_range").metadata["messages"] == 2
     with pytest.raises(ValueError, match="after its start"):
         services.replay_range(receiver, now, now, actor=admin_user)
