@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 
-from messaging_app import services
+from messaging_app import retention, services
 
 
 def _actor(user_id: int | None) -> object:
@@ -26,3 +26,16 @@ def replay_range(receiver: str, start: str, end: str, user_id: int | None) -> in
         datetime.fromisoformat(end),
         actor=_actor(user_id),
     )
+
+
+# A run stops after this long and leaves the rest to the next one: it stays inside RQ's job
+# timeout (600 s) and, on the default schedule, ends before the next run begins (runs that
+# overlap are harmless all the same: each deletes what the other has not).
+PURGE_SECONDS = 300.0
+
+
+def purge_message_log() -> dict[str, object]:
+    """Scheduled by ``rqcron`` (see ``foundation_site/cron.py``); also
+    ``manage.py purge_message_log``."""
+    report = retention.purge(max_seconds=PURGE_SECONDS, actor="rq-cron")
+    return {"deleted": report.deleted, "batches": report.batches, "finished": report.finished}
