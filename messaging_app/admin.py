@@ -5,7 +5,8 @@ audited with the admin who asked.
 The message log grows by millions of rows an hour under load, so every query its pages run is
 served by an index and bounded (docs/messaging.md, "The message log at scale"): filters take
 exact values instead of listing a column's values with DISTINCT over the table, search is exact on
-ids, the count stops at a cap, and the query string may hold only the filters' own lookups.
+ids, the list is not counted and a page's query has a time limit, and the query string may hold
+only the filters' own lookups.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, cast
 import django_rq
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
+from django.db import OperationalError, connections, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -38,33 +40,82 @@ from messaging_app.forms import ReplayRangeForm
 from messaging_app.models import MessageLog
 
 REPLAY_PERMISSION = "messaging_app.replay_messages"
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement stopped by statement_timeout
 # A conversation is a handful of messages; one that is not is shown in part rather than slowly.
 CONVERSATION_LIMIT = 500
 
 
-class CappedPaginator(Paginator):  # type: ignore[type-arg]
-    """Counts no further than ``cap`` rows: ``SELECT COUNT(*) FROM (... LIMIT cap + 1)``.
+class UncountedPaginator(Paginator):  # type: ignore[type-arg]
+    """Pages through a queryset without counting it: the page's one query asks for a row more
+    than the page holds, which says whether another page follows.
 
-    The changelist counts the filtered rows on every page, and over the whole log that count is a
-    scan of the table. Past the cap the list says "more than", and offers the cap's worth of
-    pages, which bounds the OFFSET a page costs too; older rows are reached by filtering.
+    The changelist counts the filtered rows for every page, and over the message log that count
+    reads the whole table, or for two filters together a large part of two indexes. Here the
+    count goes only as far as the page: exact on the last page, one more than shown before it.
+    Pages past ``max_pages`` are refused, which bounds the OFFSET a page costs; older rows are
+    reached by filtering by time (``before``).
+
+    On PostgreSQL the page's query may run for ``timeout_ms`` at most. One filter, or filters
+    that often go together, find a page in milliseconds through an index; two that never go
+    together (a sender and a receiver it never writes to) would walk one filter's whole index
+    first, seconds on a large log. Such a page comes back empty, ``timed_out``, saying to narrow
+    the search by time.
     """
 
-    cap = 10_000
+    max_pages = 100
+    timeout_ms = 200
+
+    def __init__(self, object_list: Any, per_page: int, number: int = 1, **kwargs: Any) -> None:
+        super().__init__(object_list, per_page, **kwargs)
+        self.number = max(number, 1)
+        self.timed_out = False
 
     @cached_property
-    def _found(self) -> int:
+    def _rows(self) -> list[Any]:
+        if self.number > self.max_pages:
+            return []  # nothing read: the page is then out of range (Django's "?e=1")
+        start = (self.number - 1) * int(self.per_page)
         rows = cast("QuerySet[Any]", self.object_list)
-        return rows.order_by()[: self.cap + 1].count()
+        page = rows[start : start + int(self.per_page) + 1]
+        db = connections[page.db]
+        if db.vendor != "postgresql":
+            return list(page)
+        try:
+            with transaction.atomic(using=page.db), db.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('statement_timeout'),"
+                    " set_config('statement_timeout', %s, true)",
+                    [f"{self.timeout_ms}ms"],
+                )
+                previous = cursor.fetchone()[0]
+                found = list(page)
+                # Inside a longer transaction (a test's, ATOMIC_REQUESTS) the limit would last
+                # to its end.
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+                return found
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != QUERY_CANCELED:
+                raise
+            self.timed_out = True
+            return []
 
     @cached_property
     def count(self) -> int:
-        return min(self._found, self.cap)
+        seen = (self.number - 1) * int(self.per_page) + len(self._rows)
+        if self.timed_out:
+            seen += 1  # the page stays in range: it says what happened instead of its rows
+        return min(seen, self.max_pages * int(self.per_page))  # no link past the last page
 
     @property
     def more(self) -> bool:
-        """Whether rows beyond the cap match."""
-        return self._found > self.cap
+        """Whether rows follow this page."""
+        return len(self._rows) > int(self.per_page)
+
+    def page(self, number: Any) -> Any:
+        number = self.validate_number(number)
+        if number != self.number:
+            return super().page(number)
+        return Page(self._rows[: int(self.per_page)], number, self)
 
 
 class ExactFilter(admin.SimpleListFilter):
@@ -135,7 +186,7 @@ class TypeFilter(ExactFilter):
 
 
 class BeforeFilter(ExactFilter):
-    """Rows older than a moment: how the list reaches further back than the count's cap."""
+    """Rows older than a moment: how the list reaches further back than its last page."""
 
     title = "before (UTC)"
     parameter_name = "before"
@@ -151,8 +202,22 @@ class BeforeFilter(ExactFilter):
 
 
 class MessageLogChangeList(ChangeList):
-    """Sorts only by the columns ``sortable_by`` names. Django's own sorts by any column the query
-    string asks for (``?o=1``), which on a column without an index sorts the whole table."""
+    """Shows the page ``UncountedPaginator`` read, and sorts only by the columns ``sortable_by``
+    names: Django's own sorts by any column the query string asks for (``?o=1``), which on a
+    column without an index sorts the whole table."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if self.paginator.timed_out:
+            self.result_list = []
+        elif not self.multi_page:
+            if self.page_num > 1:
+                raise IncorrectLookupParameters("an empty page past the last")  # "?e=1"
+            # All there is fits the page the paginator read; Django would query it again.
+            self.result_list = self.paginator.page(1).object_list
+        # Django's search box says "N results (Show all)" whenever the total is not counted; here
+        # N is not a total either (see UncountedPaginator): the pagination line says what is known.
+        self.full_result_count = self.result_count
 
     def get_ordering_field(self, field_name: Any) -> Any:
         if field_name not in (self.sortable_by or ()):
@@ -186,7 +251,7 @@ class MessageLogAdmin(ReadOnlyModelAdmin):
     search_fields = ("message_id__exact", "correlation_id__exact")
     search_help_text = "An exact message id or correlation id."
     list_per_page = 100
-    paginator = CappedPaginator
+    list_max_show_all = 100  # "show all" only when all fits one page: the count is not real
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts are COUNTs over the table
     sortable_by = ("created_at",)  # the other columns have no index to sort by
@@ -206,6 +271,22 @@ class MessageLogAdmin(ReadOnlyModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return MessageLogChangeList
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> UncountedPaginator:
+        try:
+            number = int(request.GET.get(PAGE_VAR, 1))
+        except ValueError:
+            number = 1  # as the changelist reads it
+        return UncountedPaginator(
+            queryset, per_page, number, allow_empty_first_page=allow_empty_first_page
+        )
 
     @admin.display(description="Conversation")
     def conversation(self, obj: MessageLog) -> SafeString | str:
