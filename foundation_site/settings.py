@@ -277,7 +277,7 @@ AGENT_AUTH_CACHE_SECONDS = env_int("AGENT_AUTH_CACHE_SECONDS", 5)
 # --- Messaging ------------------------------------------------------------------------------
 # How long the message log keeps its rows (messaging_app/retention.py), and when the purge runs.
 MESSAGE_LOG_RETENTION_DAYS = env_int("MESSAGE_LOG_RETENTION_DAYS", 30, minimum=1)
-MESSAGE_LOG_RETENTION_CRON = env.str("MESSAGE_LOG_RETENTION_CRON", default="*/10 * * * *")
+MESSAGE_LOG_RETENTION_CRON = env.str("MESSAGE_LOG_RETENTION_CRON", default="* * * * *")
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

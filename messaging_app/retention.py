@@ -3,10 +3,11 @@
 Under load the recorder adds tens of thousands of rows a second, so the table is bounded by time,
 not left to grow. Deletion goes oldest first, in batches of a few thousand rows, each its own
 short transaction: no lock is held longer than one batch (tens of milliseconds), and the
-recorder, which only inserts, and the admin, which only reads, go on meanwhile. Each batch
-starts where the last one ended (keyset on ``idx_messages_created``), so a run does not walk
-again over the index entries of rows it has already deleted, which stay in the index until
-VACUUM removes them. One audit row sums up each run that deleted something or failed.
+recorder, which only inserts, and the admin, which only reads, go on meanwhile. Each batch starts
+where the last one ended (keyset on ``idx_messages_created``), so a run does not walk again over
+the index entries of rows it has already deleted, which stay in the index until VACUUM removes
+them. On PostgreSQL a batch is one statement: find, delete and report in one round trip. One
+audit row sums up each run that deleted something or failed.
 
 Run by RQ's cron scheduler (``foundation_site/cron.py``) and by ``manage.py purge_message_log``.
 Call it outside a transaction: inside one, the batches would be a single long one.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from audit_app import services as audit
@@ -105,6 +107,8 @@ def _delete_batch(
     """Delete the oldest ``size`` rows older than ``before`` (and not older than ``floor``, where
     the last batch ended). Returns how many were found, how many deleted (fewer when another
     run got there first) and where this batch ended."""
+    if connection.vendor == "postgresql":
+        return _delete_batch_postgresql(before, floor, size)
     rows = MessageLog.objects.filter(created_at__lt=before)
     if floor is not None:
         rows = rows.filter(created_at__gte=floor)
@@ -114,3 +118,29 @@ def _delete_batch(
     # One statement, so one short transaction of its own (in autocommit, as outside a request).
     count, _ = MessageLog.objects.filter(id__in=[row_id for row_id, _ in found]).delete()
     return len(found), count, found[-1][1]
+
+
+# The same in one statement and one round trip: the ids never travel to Python and back, which
+# made the batch five times slower than PostgreSQL's own work.
+_DELETE_BATCH = """
+WITH batch AS (
+    SELECT id, created_at FROM message_logs
+    WHERE created_at < %(before)s
+      AND created_at >= COALESCE(%(floor)s::timestamptz, '-infinity')
+    ORDER BY created_at, id
+    LIMIT %(size)s
+), gone AS (
+    DELETE FROM message_logs WHERE id IN (SELECT id FROM batch) RETURNING 1
+)
+SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM gone),
+       (SELECT max(created_at) FROM batch)
+"""
+
+
+def _delete_batch_postgresql(
+    before: datetime, floor: datetime | None, size: int
+) -> tuple[int, int, datetime | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(_DELETE_BATCH, {"before": before, "floor": floor, "size": size})
+        found, deleted, last = cursor.fetchone()
+    return found, deleted, last or floor

@@ -1,4 +1,4 @@
-"""Delete message-log rows past their retention, now (the cron job does it every ten minutes)."""
+"""Delete message-log rows past their retention, now (the cron job does it every minute)."""
 
 from __future__ import annotations
 
