@@ -18,19 +18,19 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="messagelog",
-            index=models.Index(fields=["-created_at", "-id"], name="idx_messages_created"),
+            index=models.Index(fields=["created_at", "id"], name="idx_messages_created"),
         ),
         migrations.AddIndex(
             model_name="messagelog",
             index=models.Index(
-                fields=["message_type", "-created_at", "-id"], name="idx_messages_type"
+                fields=["message_type", "created_at", "id"], name="idx_messages_type"
             ),
         ),
         migrations.AddIndex(
             model_name="messagelog",
             index=models.Index(
                 condition=models.Q(("status__in", ["sent", "delivered"]), _negated=True),
-                fields=["status", "-created_at", "-id"],
+                fields=["status", "created_at", "id"],
                 name="idx_messages_status",
             ),
         ),
