@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "foundation_bench"
 
 
-def load_services_env(redis_db: int) -> str:
-    """Read ``.run/services.env`` and point the site at the benchmark database and at Redis
-    database ``redis_db``; return that Redis URL."""
-    env_file = ROOT / ".run" / "services.env"
+def load_services_env(redis_db: int, database: str = BENCH_DATABASE) -> str:
+    """Read ``.run/services.env`` (the run folder is ``FOUNDATION_RUN_DIR`` when set, as for
+    ``scripts/services``) and point the site at the benchmark database ``database`` and at Redis
+    database ``redis_db``; return that Redis URL. Variables already set win over the file's."""
+    env_file = Path(os.environ.get("FOUNDATION_RUN_DIR") or ROOT / ".run") / "services.env"
     if not env_file.exists():
         sys.exit("start the services first: scripts/services start")
     for line in env_file.read_text().splitlines():
@@ -25,7 +26,7 @@ def load_services_env(redis_db: int) -> str:
     url = os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{redis_db}"
     os.environ["REDIS_URL"] = url
     pg = os.environ["FOUNDATION_PG_URL"].rsplit("/", 1)[0]
-    os.environ["DATABASE_URL"] = f"{pg}/{BENCH_DATABASE}"
+    os.environ["DATABASE_URL"] = f"{pg}/{database}"
     os.environ.setdefault("DEBUG", "true")
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["FOUNDATION_ENV_FILE"] = ""
@@ -35,13 +36,13 @@ def load_services_env(redis_db: int) -> str:
     return url
 
 
-def ensure_database() -> None:
+def ensure_database(name: str = BENCH_DATABASE) -> None:
     import psycopg
 
     with psycopg.connect(os.environ["FOUNDATION_PG_URL"], autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE])
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
         if not found.fetchone():
-            conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+            conn.execute(f"CREATE DATABASE {name}")
 
 
 def free_port() -> int:
