@@ -188,7 +188,7 @@ class TypeFilter(ExactFilter):
 class BeforeFilter(ExactFilter):
     """Rows older than a moment: how the list reaches further back than its last page."""
 
-    title = "before (UTC)"
+    title = "created before (UTC)"
     parameter_name = "before"
     lookup = "created_at__lt"
 

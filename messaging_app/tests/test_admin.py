@@ -101,7 +101,7 @@ def test_the_filter_boxes_keep_the_other_filters_and_suggest_registered_agents(a
     Agent.objects.create(name="billing", token_hash="a" * 64)
     Agent.objects.create(name="pricing", token_hash="b" * 64)
     html = admin_client.get(LIST, {"type": "quote", "q": "x"}).content.decode()
-    sender_form = re.search(r'<form method="get" class="exact-filter">(.*?)</form>', html, re.S)
+    sender_form = re.search(r'<form method="get" class="exact-filter".*?>(.*?)</form>', html, re.S)
     assert sender_form
     assert '<input type="hidden" name="type" value="quote">' in sender_form.group(1)
     assert '<input type="hidden" name="q" value="x">' in sender_form.group(1)
