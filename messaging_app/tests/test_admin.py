@@ -360,6 +360,8 @@ def test_outsiders_are_sent_to_the_login_page(outsider_client):
 
 def test_viewers_cannot_replay(staff_client, staff_user):
     staff_user.user_permissions.add(Permission.objects.get(codename="view_messagelog"))
+    log(sender="alpha")
+    assert listed(staff_client, sender="alpha") != set()
     assert staff_client.get(DEAD).status_code == 200
     assert staff_client.post(DEAD, {"entry_id": ["1-0"]}).status_code == 403
     assert staff_client.get(RANGE).status_code == 403
