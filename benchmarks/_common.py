@@ -14,11 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "foundation_bench"
 
 
-def load_services_env(redis_db: int, database_url: str | None = None) -> str:
-    """Read ``.run/services.env`` and point the site at the benchmark database (by default
-    ``foundation_bench`` on the services' PostgreSQL, or ``database_url``) and at Redis database
-    ``redis_db``; return that Redis URL."""
-    env_file = ROOT / ".run" / "services.env"
+def load_services_env(
+    redis_db: int, database: str = BENCH_DATABASE, database_url: str | None = None
+) -> str:
+    """Read ``.run/services.env`` (the run folder is ``FOUNDATION_RUN_DIR`` when set, as for
+    ``scripts/services``) and point the site at the benchmark database (``database`` on the
+    services' PostgreSQL, or ``database_url``) and at Redis database ``redis_db``; return that
+    Redis URL. Variables already set win over the file's."""
+    env_file = Path(os.environ.get("FOUNDATION_RUN_DIR") or ROOT / ".run") / "services.env"
     if not env_file.exists():
         sys.exit("start the services first: scripts/services start")
     for line in env_file.read_text().splitlines():
@@ -30,7 +33,7 @@ def load_services_env(redis_db: int, database_url: str | None = None) -> str:
         os.environ["DATABASE_URL"] = database_url
     else:
         pg = os.environ["FOUNDATION_PG_URL"].rsplit("/", 1)[0]
-        os.environ["DATABASE_URL"] = f"{pg}/{BENCH_DATABASE}"
+        os.environ["DATABASE_URL"] = f"{pg}/{database}"
     os.environ.setdefault("DEBUG", "true")
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["FOUNDATION_ENV_FILE"] = ""
@@ -40,13 +43,14 @@ def load_services_env(redis_db: int, database_url: str | None = None) -> str:
     return url
 
 
-def ensure_database() -> None:
-    """Create the database ``DATABASE_URL`` names, on its server, unless it is there."""
+def ensure_database(name: str | None = None) -> None:
+    """Create the database ``DATABASE_URL`` names (or ``name`` on its server) unless it is
+    there."""
     import psycopg
     from psycopg import sql
 
     parts = urlsplit(os.environ["DATABASE_URL"])
-    name = parts.path.lstrip("/")
+    name = name or parts.path.lstrip("/")
     server = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(server, autocommit=True) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])

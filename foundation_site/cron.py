@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from rq import cron
 
+from messaging_app.jobs import purge_message_log
 from secrets_app.jobs import rotate_due_secrets
 
 cron.register(
@@ -12,4 +13,11 @@ cron.register(
     queue_name="default",
     cron=settings.SECRETS_ROTATION_CRON,
     name="rotate_due_secrets",
+)
+
+cron.register(
+    purge_message_log,
+    queue_name="default",
+    cron=settings.MESSAGE_LOG_RETENTION_CRON,
+    name="purge_message_log",
 )

@@ -314,6 +314,11 @@ SECRETS_SITE_CACHE_SECONDS = env_int("SECRETS_SITE_CACHE_SECONDS", 300)
 # How long a process trusts a token lookup (agent and grants); 0: look up every request.
 AGENT_AUTH_CACHE_SECONDS = env_int("AGENT_AUTH_CACHE_SECONDS", 5)
 
+# --- Messaging ------------------------------------------------------------------------------
+# How long the message log keeps its rows (messaging_app/retention.py), and when the purge runs.
+MESSAGE_LOG_RETENTION_DAYS = env_int("MESSAGE_LOG_RETENTION_DAYS", 30, minimum=1)
+MESSAGE_LOG_RETENTION_CRON = env.str("MESSAGE_LOG_RETENTION_CRON", default="* * * * *")
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

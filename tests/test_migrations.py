@@ -165,6 +165,26 @@ def test_the_seed_unique_constraints_exist(table, column):
     assert any(c["unique"] and c["columns"] == [column] for c in constraints(table).values())
 
 
+@pytest.mark.postgres
+def test_message_log_ids_are_bigint_a_documented_departure_from_serial():
+    # docs/messaging.md, "The message log at scale": a 32-bit sequence runs out within days at
+    # the recorder's rate. The sequence must be 64-bit too, not only the column.
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's integer keys are 64-bit already")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'message_logs' AND column_name = 'id'"
+        )
+        assert cursor.fetchone() == ("bigint",)
+        cursor.execute(
+            "SELECT s.data_type FROM pg_sequences s"
+            " WHERE s.schemaname || '.' || s.sequencename"
+            " = pg_get_serial_sequence('message_logs', 'id')"
+        )
+        assert cursor.fetchone() == ("bigint",)
+
+
 def test_database_defaults_fill_created_at_and_rotation_policy():
     with connection.cursor() as cursor:
         cursor.execute("INSERT INTO secrets_metadata (secret_name) VALUES ('raw_insert')")

@@ -94,6 +94,8 @@ def test_check_deploy_reports_nothing_with_production_values():
         ),
         ({"SECURE_HSTS_SECONDS": "-5"}, "SECURE_HSTS_SECONDS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"MESSAGE_LOG_RETENTION_DAYS": "a month"}, "MESSAGE_LOG_RETENTION_DAYS"),
+        ({"MESSAGE_LOG_RETENTION_DAYS": "0"}, "MESSAGE_LOG_RETENTION_DAYS"),
     ],
 )
 def test_bad_configuration_fails_fast_naming_the_variable(overrides, variable):
