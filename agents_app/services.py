@@ -1,4 +1,5 @@
-"""Agent identities: creation, token checks, grants."""
+"""Agent identities: creation, credentials (API token and Redis password), token checks, the
+environment an agent is given."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest
 
 from agents_app.models import Agent, SecretGrant, hash_token
 from audit_app import services as audit
@@ -46,7 +48,9 @@ def create_agent(
     return agent, credentials
 
 
-def issue_credentials(agent: Agent, *, actor: object, request: object = None) -> Credentials:
+def issue_credentials(
+    agent: Agent, *, actor: object, request: HttpRequest | None = None
+) -> Credentials:
     """New token and Redis password for ``agent``: the old ones stop working at once, open
     Redis connections included."""
     credentials = Credentials(agent.set_new_token(), agent.set_new_redis_password())
@@ -59,7 +63,7 @@ def issue_credentials(agent: Agent, *, actor: object, request: object = None) ->
         actor,
         f"agent:{agent.name}",
         "regenerate",
-        request=request,  # type: ignore[arg-type]
+        request=request,
     )
     return credentials
 

@@ -212,7 +212,6 @@ def record_entries(batches: list[tuple[Source, list[tuple[Any, dict[Any, Any]]]]
 class Recorder:
     """Reads every agent's streams from its cursors and writes ``MessageLog`` rows."""
 
-    consumer: str = "recorder"
     batch: int = 500
     idle_sleep: float = 0.05  # seconds between polls when nothing came, at first
     idle_sleep_max: float = 0.5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -41,11 +40,7 @@ class Command(BaseCommand):
             os.nice(nice)  # this process only: its PostgreSQL backend keeps its priority
         if inbox_maxlen < 1:
             raise CommandError("--inbox-maxlen must be at least 1")
-        recorder = Recorder(
-            consumer=f"{socket.gethostname()}-{os.getpid()}",
-            batch=batch,
-            inbox_maxlen=inbox_maxlen,
-        )
+        recorder = Recorder(batch=batch, inbox_maxlen=inbox_maxlen)
         stopping = False
 
         def stop(signum: int, frame: object) -> None:
