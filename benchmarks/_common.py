@@ -39,6 +39,7 @@ def load_services_env(
     os.environ["FOUNDATION_ENV_FILE"] = ""
     os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
     os.environ.setdefault("FOUNDATION_MASTER_KEY", "A" * 43 + "=")
+    os.environ.setdefault("FOUNDATION_SITE_SIGNING_KEY", "B" * 43 + "=")
     os.environ["DJANGO_SETTINGS_MODULE"] = "foundation_site.settings"
     return url
 

@@ -264,10 +264,21 @@ def time_recording(url: str, rows: int, rounds: int = 5) -> None:
 
 # --- the site's other data ----------------------------------------------------------------------
 def agents_and_streams(redis_url: str) -> list[str]:
+    """Twenty registered agents with streams as protocol 2 lays them out: each has 100
+    messages from another (20 of them pending), 50 status events and 10 dead letters."""
     import redis
 
     from agents_app.models import Agent
-    from foundation_client._envelope import AGENTS, DEAD_LETTERS, EVENTS, GROUP, Envelope, inbox
+    from foundation_client.protocol import (
+        AGENTS,
+        GROUP,
+        DeadLetter,
+        Envelope,
+        dead_letters,
+        events,
+        inbox,
+        status_event,
+    )
 
     names = [f"agent-{i:02d}" for i in range(AGENT_COUNT)]
     Agent.objects.all().delete()
@@ -278,30 +289,23 @@ def agents_and_streams(redis_url: str) -> list[str]:
     r.flushdb()
     r.sadd(AGENTS, *names)
     for n, name in enumerate(names):
+        sender = names[(n + 1) % AGENT_COUNT]
+        stream = inbox(name, sender)
         pipe = r.pipeline(transaction=False)
         for i in range(100):
-            envelope = Envelope(names[(n + 1) % AGENT_COUNT], name, "task.assign", {"n": i})
-            pipe.xadd(inbox(name), envelope.to_entry())
+            pipe.xadd(stream, Envelope(sender, name, "task.assign", {"n": i}).to_entry())
+        for i in range(50):
+            head = Envelope(sender, name, "task.assign", None, id=f"e{n}-{i}").head()
+            pipe.xadd(events(name), status_event("delivered", [head]))
+        for i in range(10):
+            envelope = Envelope(sender, name, "quote", {"i": i})
+            letter = DeadLetter.fields(
+                "RuntimeError: handler failed", stream, f"{1700000000000 + i}-0", envelope, None
+            )
+            pipe.xadd(dead_letters(name), letter)
         pipe.execute()
-        r.xgroup_create(inbox(name), GROUP, id="0")
-        r.xreadgroup(GROUP, f"host-{n}-a1b2c3", {inbox(name): ">"}, count=20)  # pending
-    pipe = r.pipeline(transaction=False)
-    for i in range(1000):
-        pipe.xadd(EVENTS, {"status": "sent", "at": repr(time.time()), "message_id": str(i)})
-    for i in range(200):
-        envelope = Envelope(names[i % AGENT_COUNT], names[(i + 3) % AGENT_COUNT], "quote", {})
-        pipe.xadd(
-            DEAD_LETTERS,
-            {
-                "reason": "RuntimeError: handler failed",
-                "stream": inbox(envelope.receiver),
-                "entry_id": f"{1700000000000 + i}-0",
-                "dead_at": repr(time.time()),
-                **envelope.to_fields(),
-            },
-        )
-    pipe.execute()
-    r.xgroup_create(EVENTS, "recorder", id="0")
+        r.xgroup_create(stream, GROUP, id="0")
+        r.xreadgroup(GROUP, f"host-{n}-a1b2c3", {stream: ">"}, count=20)  # pending
     return names
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,7 +54,7 @@ def streams(url: str, messages: int) -> None:
 
     from foundation_client.protocol import GROUP, inbox
 
-    r = redis.Redis.from_url(url)
+    r: Any = redis.Redis.from_url(url)
     results: dict[int, list[float]] = {}
     for _ in range(3):
         for idle in (0, 9, 49):
