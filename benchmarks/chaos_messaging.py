@@ -49,12 +49,22 @@ class RedisServer:
 
     def __init__(self, folder: Path, port: int, *, cluster: bool = False) -> None:
         self.folder, self.port, self.cluster = folder, port, cluster
+        # A cluster node's bus port is its port + 10000 unless given: past 55535 that does not
+        # exist, and in the ephemeral range it may be taken. Another free port, then.
+        self.bus_port = free_port() if cluster else 0
         self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
         extra = (
-            ["--cluster-enabled", "yes", "--cluster-config-file", str(self.folder / "nodes.conf")]
+            [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(self.folder / "nodes.conf"),
+                "--cluster-port",
+                str(self.bus_port),
+            ]
             if self.cluster
             else []
         )
@@ -89,12 +99,13 @@ class RedisServer:
                     return
             except redis.RedisError:
                 time.sleep(0.05)
-        raise SystemExit("redis did not start")
+        self.kill()
+        raise SystemExit(f"redis did not start on port {self.port}")
 
     def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
 
 
 def start_servers(folder: Path, cluster: bool) -> tuple[list[RedisServer], str]:
@@ -104,8 +115,13 @@ def start_servers(folder: Path, cluster: bool) -> tuple[list[RedisServer], str]:
         server.start()
         return [server], f"redis://127.0.0.1:{server.port}/0"
     servers = [RedisServer(folder / str(i), free_port(), cluster=True) for i in range(3)]
-    for server in servers:
-        server.start()
+    try:
+        for server in servers:
+            server.start()
+    except SystemExit:
+        for server in servers:
+            server.kill()
+        raise
     subprocess.run(
         [
             "/usr/bin/redis-cli",
