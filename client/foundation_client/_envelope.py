@@ -8,6 +8,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
@@ -198,7 +199,17 @@ LOG_COLUMNS: dict[str, str] = {
 }
 _head = attrgetter(*HEAD_FIELDS)
 _ID = MESSAGE_ID.fullmatch
-_NAME = AGENT_NAME.fullmatch
+
+
+@lru_cache(maxsize=4096)
+def _name(text: str) -> bool:
+    """An agent name? Cached: a consumer sees the same few names in every message."""
+    return AGENT_NAME.fullmatch(text) is not None
+
+
+@lru_cache(maxsize=4096)
+def _type(text: str) -> bool:
+    return MESSAGE_TYPE.fullmatch(text) is not None
 
 
 def _well_typed(e: Envelope) -> bool:
@@ -211,12 +222,12 @@ def _well_typed(e: Envelope) -> bool:
         and type(e.attempt) is int
         and e.attempt > 0
         and type(e.created_at) is float
-        and _NAME(e.sender) is not None
-        and _NAME(e.receiver) is not None
-        and MESSAGE_TYPE.fullmatch(e.type) is not None
+        and _name(e.sender)
+        and _name(e.receiver)
+        and _type(e.type)
         and _ID(e.id) is not None
         and (e.correlation_id is None or (type(e.correlation_id) is str and _ID(e.correlation_id)))
-        and (e.reply_to is None or (type(e.reply_to) is str and _NAME(e.reply_to) is not None))
+        and (e.reply_to is None or (type(e.reply_to) is str and _name(e.reply_to)))
         and (
             e.traceparent is None
             or (type(e.traceparent) is str and TRACEPARENT.fullmatch(e.traceparent) is not None)

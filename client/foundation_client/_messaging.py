@@ -50,7 +50,7 @@ from foundation_client._envelope import (
     new_ids,
 )
 from foundation_client._exceptions import MessageRejected, RequestTimeout
-from foundation_client._redis import connect
+from foundation_client._redis import connect, send_batch
 from foundation_client._wire import AGENT_NAME
 
 logger = logging.getLogger("foundation_client.messaging")
@@ -325,15 +325,22 @@ class Messaging:
             if unknown:
                 raise MessageRejected(f"not a registered agent: {', '.join(unknown)}")
         cap = self.config.inbox_maxlen
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for envelope in envelopes:
-                pipe.xadd(
+        await send_batch(
+            self._redis,
+            [
+                (
+                    "XADD",
                     wire.inbox(envelope.receiver, self.agent),
-                    {"e": envelope.to_json()},
-                    maxlen=cap,
-                    approximate=True,
+                    "MAXLEN",
+                    "~",
+                    cap,
+                    "*",
+                    "e",
+                    envelope.to_json(),
                 )
-            await pipe.execute()
+                for envelope in envelopes
+            ],
+        )
         return [envelope.id for envelope in envelopes]
 
     async def broadcast(self, message_type: str, payload: Any) -> list[str]:
@@ -590,19 +597,22 @@ class Messaging:
         read the next batch in the same round trip (without blocking)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             if done:
+                by_stream: dict[bytes, list[bytes]] = {}
+                for entry, _, _ in done:
+                    by_stream.setdefault(entry.stream, []).append(entry.entry_id)
                 keys = [
                     wire.events(self.agent),
-                    *(entry.stream for entry, _, _ in done),
+                    *by_stream,
                     *(wire.done_key(self.agent, e.id) for _, e, dedupe in done if dedupe),
                 ]
                 args = [
-                    len(done),
+                    len(by_stream),
                     wire.GROUP,
                     repr(time.time()),
                     dump_json([envelope.head() for _, envelope, _ in done]),
                     self.config.events_maxlen,
                     self.config.dedupe_ttl,
-                    *(entry.entry_id for entry, _, _ in done),
+                    *(part for ids in by_stream.values() for part in (len(ids), *ids)),
                 ]
                 # execute_command: a cluster pipeline blocks its evalsha method, not the command.
                 pipe.execute_command("EVALSHA", self._scripts.ack.sha, len(keys), *keys, *args)

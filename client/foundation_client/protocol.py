@@ -289,13 +289,16 @@ end
 return #due
 """
 
-#: Acknowledge handled entries (of several inboxes), remember de-duplicated ids, and write one
-#: ``delivered`` event. KEYS: events, n streams (one per entry), done keys. ARGV: n, group,
-#: time, batch JSON, events cap, de-dupe TTL, then n entry ids.
+#: Acknowledge handled entries (of several inboxes, one XACK each), remember de-duplicated ids,
+#: and write one ``delivered`` event. KEYS: events, n streams, done keys. ARGV: n, group, time,
+#: batch JSON, events cap, de-dupe TTL, then for each stream the count of its ids and the ids.
 ACK = """
 local n = tonumber(ARGV[1])
+local at = 7
 for i = 1, n do
-    redis.call('XACK', KEYS[1 + i], ARGV[2], ARGV[6 + i])
+    local count = tonumber(ARGV[at])
+    redis.call('XACK', KEYS[1 + i], ARGV[2], unpack(ARGV, at + 1, at + count))
+    at = at + 1 + count
 end
 for i = 2 + n, #KEYS do
     redis.call('SET', KEYS[i], '1', 'EX', ARGV[6])

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+from redis.exceptions import ResponseError
 
 from foundation_client import (
     ClientSettings,
@@ -282,6 +283,21 @@ def test_a_receiver_that_is_not_registered_is_refused_and_nothing_is_written():
 
     run(scenario())
     assert sync_redis().xlen(inbox(stranger, sender)) == 1
+
+
+def test_a_write_redis_refuses_raises_and_the_connection_stays_usable():
+    sender, receiver = name("tx"), name("rx")
+    sync_redis().set(inbox(receiver, sender), b"not a stream")
+
+    async def scenario():
+        async with Messaging(settings(sender), config=FAST) as tx:
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await tx.send_many([(receiver, "job", {"n": n}, None) for n in range(3)])
+            sync_redis().delete(inbox(receiver, sender))
+            await tx.send(receiver, "job", {"n": 3})
+
+    run(scenario())
+    assert sync_redis().xlen(inbox(receiver, sender)) == 1
 
 
 @pytest.mark.parametrize("receiver", [["a", "list"], None, 7])
