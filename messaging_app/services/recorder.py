@@ -71,6 +71,7 @@ class Source:
     key: str
     receiver: str
     kind: str  # "inbox", "events" (the receiver's), "site"
+    sender: str | None = None  # of an inbox: the agent its key names
 
 
 def sources(agents: list[str]) -> list[Source]:
@@ -78,31 +79,47 @@ def sources(agents: list[str]) -> list[Source]:
     for receiver in agents:
         out.append(Source(events(receiver), receiver, "events"))
         out.append(Source(site_events(receiver), receiver, "site"))
-        out.extend(Source(inbox(receiver, sender), receiver, "inbox") for sender in agents)
+        out.extend(Source(inbox(receiver, sender), receiver, "inbox", sender) for sender in agents)
     return out
 
 
-def _text(value: Any, column: str) -> str | None:
-    if value is None or value == "":
-        return None
-    text = value if isinstance(value, str) else str(value)
-    limit = _LIMITS.get(column)
-    return text[:limit] if limit else text
+# (member, column, width) of the text columns: a row is made for every message and status,
+# so this loop is the recorder's own largest cost.
+_TEXT_COLUMNS = tuple(
+    (member, column, _LIMITS.get(column))
+    for member, column in LOG_COLUMNS.items()
+    if column not in ("payload", "attempt")
+)
 
 
 def _row(
-    item: dict[str, Any], *, status: str, when: datetime, error: str | None, event_id: str
+    item: dict[str, Any],
+    *,
+    status: str,
+    when: datetime,
+    error: str | None,
+    event_id: str,
+    receiver: str | None = None,
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"event_id": event_id, "status": status, "created_at": when}
-    for member, column in LOG_COLUMNS.items():
+    """One ``message_logs`` row from an envelope (or an event's head of one); ``receiver``,
+    when given, is what the stream proves and replaces what the item says."""
+    attempt = item.get("attempt")
+    row: dict[str, Any] = {
+        "event_id": event_id,
+        "status": status,
+        "created_at": when,
+        "error_message": error,
+        "payload": item.get("payload"),
+        "attempt": attempt if type(attempt) is int and 0 < attempt < 2**31 else None,
+    }
+    for member, column, limit in _TEXT_COLUMNS:
         value = item.get(member)
-        if column == "payload":
-            row[column] = value
-        elif column == "attempt":
-            row[column] = value if type(value) is int and 0 < value < 2**31 else None
+        if value is None or value == "":
+            row[column] = None
         else:
-            row[column] = _text(value, column)
-    row["error_message"] = error
+            row[column] = (value if type(value) is str else str(value))[:limit]
+    if receiver is not None:
+        row["receiver"] = receiver
     return row
 
 
@@ -121,7 +138,7 @@ def rows_of(source: Source, entry_id: Any, fields: dict[Any, Any]) -> list[dict[
     event_id = as_text(entry_id)
     if source.kind == "inbox":
         when = datetime.fromtimestamp(parse_stream_id(event_id)[0] / 1000, tz=UTC)
-        sender = inbox_sender(source.key)
+        sender = source.sender or inbox_sender(source.key)
         # Fast path: an envelope as the client writes it, from the sender the key names (a row
         # for every message sent: the recorder's largest cost). Anything else is parsed member
         # by member below, to say what is wrong.
