@@ -9,7 +9,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -86,7 +86,7 @@ class Envelope:
 
     def head(self) -> dict[str, Any]:
         """Every member but the payload: what a status event says of a message."""
-        return dict(zip(HEAD_FIELDS, _head(self), strict=True))
+        return dict(zip(HEAD_FIELDS, _head(self)))  # noqa: B905 - one schema, equal lengths
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Envelope:
@@ -100,7 +100,7 @@ class Envelope:
         # checked. Consumers parse every message, and this is their largest cost after the
         # handler; anything else goes through ``from_dict``, which says what is wrong.
         try:
-            envelope = cls(*[data[name] for name in ENVELOPE_FIELDS])
+            envelope = cls(*_members(data))
         except KeyError:
             return cls.from_dict(data)
         if _well_typed(envelope):
@@ -198,6 +198,7 @@ LOG_COLUMNS: dict[str, str] = {
     "traceparent": "traceparent",
 }
 _head = attrgetter(*HEAD_FIELDS)
+_members = itemgetter(*ENVELOPE_FIELDS)
 _ID = MESSAGE_ID.fullmatch
 
 
