@@ -17,7 +17,7 @@ from django.conf import settings
 from redis.exceptions import RedisError, ResponseError
 
 from agents_app.models import Agent
-from foundation_client.protocol import AGENTS, acl_rules, acl_user
+from foundation_client.protocol import AGENT_SCRIPTS, AGENTS, acl_rules, acl_user
 from foundation_site.redis_client import get_wire, wire_nodes
 
 logger = logging.getLogger("foundation.agents.wire")
@@ -39,9 +39,19 @@ def _kill(node: object, user: str) -> None:
             raise
 
 
+def load_scripts() -> None:
+    """Load the protocol's scripts on every node: agents may only run them by SHA (EVALSHA),
+    never load or run a script of their own. Cheap and idempotent; the recorder does it every
+    few seconds, so a restarted Redis has them again at once."""
+    for node in wire_nodes():
+        for source in AGENT_SCRIPTS:
+            node.script_load(source)
+
+
 def provision(agent: Agent, *, disconnect: bool = False) -> None:
     """Make the agent's Redis user match its row on every node; with ``disconnect`` (new
     credentials) or when the agent is disabled, end its open connections too."""
+    load_scripts()
     user = acl_user(agent.name)
     enabled = agent.is_active and bool(agent.redis_password_hash)
     password = [f"#{agent.redis_password_hash}"] if agent.redis_password_hash else ["nopass"]

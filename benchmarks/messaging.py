@@ -77,8 +77,12 @@ class Agents:
             self.urls[name] = url_for(self.admin_url, acl_user(name), password)
 
     def register(self) -> None:
-        """What the site does when it creates an agent (again after every FLUSHDB)."""
-        from foundation_client.protocol import AGENTS
+        """What the site does when it creates an agent (again after every FLUSHDB): the
+        registry, and the protocol's scripts, which agents may only run by SHA."""
+        from foundation_client.protocol import AGENT_SCRIPTS, AGENTS
+
+        for source in AGENT_SCRIPTS:
+            self.admin.script_load(source)
 
         self.admin.sadd(AGENTS, PRODUCER, CONSUMER)
 

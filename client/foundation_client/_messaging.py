@@ -563,7 +563,7 @@ class Messaging:
                 await self._dead(entry, envelope, f"no handler for type {envelope.type!r}")
                 continue
             handler, dedupe = registered
-            if dedupe and envelope.id in handled_before:
+            if dedupe and (envelope.sender, envelope.id) in handled_before:
                 done.append((entry, envelope, False))
                 continue
             try:
@@ -578,19 +578,19 @@ class Messaging:
 
     async def _handled_before(
         self, parsed: list[tuple[_Entry, Envelope | MalformedMessage]]
-    ) -> set[str]:
-        """The ids, among the batch's messages for de-duplicating handlers, already handled
-        successfully: one MGET for the batch."""
+    ) -> set[tuple[str, str]]:
+        """The (sender, id) pairs, among the batch's messages for de-duplicating handlers,
+        already handled successfully: one MGET for the batch."""
         ids = [
-            envelope.id
+            (envelope.sender, envelope.id)
             for _, envelope in parsed
             if isinstance(envelope, Envelope)
             and self._handlers.get(envelope.type, (None, False))[1]
         ]
         if not ids:
             return set()
-        found = await self._redis.mget([wire.done_key(self.agent, i) for i in ids])
-        return {message_id for message_id, value in zip(ids, found, strict=True) if value}
+        found = await self._redis.mget([wire.done_key(self.agent, s, i) for s, i in ids])
+        return {pair for pair, value in zip(ids, found, strict=True) if value}
 
     async def _ack(self, done: list[tuple[_Entry, Envelope, bool]], *, prefetch: bool) -> None:
         """Acknowledge ``done`` with their ``delivered`` event in one script; with ``prefetch``,
@@ -603,7 +603,7 @@ class Messaging:
                 keys = [
                     wire.events(self.agent),
                     *by_stream,
-                    *(wire.done_key(self.agent, e.id) for _, e, dedupe in done if dedupe),
+                    *(wire.done_key(self.agent, e.sender, e.id) for _, e, dedupe in done if dedupe),
                 ]
                 args = [
                     len(by_stream),

@@ -8,7 +8,7 @@ multi-key operation touches one slot)::
 
     fdn:{b}:requeue         stream  b's retries and the site's replays (sender from the envelope)
     fdn:{b}:delayed         zset    b's retries waiting for their backoff
-    fdn:{b}:done:<id>       string  b handled message <id> (de-duplication)
+    fdn:{b}:done:<a>:<id>   string  b handled a's message <id> (de-duplication)
     fdn:{b}:events          stream  b's status events (delivered, failed, dead), for the recorder
     fdn:{b}:dead            stream  b's dead letters
     fdn:in:<a>:{b}          stream  messages from a to b: only a may append, only b consume
@@ -117,8 +117,10 @@ def delayed(agent: str) -> str:
     return agent_key(agent, "delayed")
 
 
-def done_key(agent: str, message_id: str) -> str:
-    return agent_key(agent, f"done:{message_id}")
+def done_key(agent: str, sender: str, message_id: str) -> str:
+    """``agent`` handled ``sender``'s message ``message_id``. Per sender: ids are chosen by
+    senders, and one must not be able to make another's message look handled."""
+    return agent_key(agent, f"done:{sender}:{message_id}")
 
 
 def events(agent: str) -> str:
@@ -150,7 +152,9 @@ def acl_rules(agent: str) -> list[str]:
     """
     if not AGENT_NAME.match(agent):
         raise ValueError(f"{agent!r} is not an agent name")
-    scripts = ["+evalsha", "+eval", "+evalsha_ro", "+eval_ro"]
+    # EVALSHA only: the site loads the protocol's scripts (``AGENT_SCRIPTS``). EVAL or SCRIPT
+    # LOAD would let an agent run a loop that stops the server for everyone.
+    scripts = ["+evalsha", "+evalsha_ro"]
     return [
         "resetkeys",
         f"~{agent_key(agent, '*')}",
@@ -161,9 +165,13 @@ def acl_rules(agent: str) -> list[str]:
         *("+del", "+unlink", "+exists", "+type", "+ttl", "+pttl", "+persist"),
         *("+expire", "+pexpire", "+expireat", "+pexpireat"),
         *scripts,
-        *("+script|load", "+script|exists"),
-        *("+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe", "+ping"),
-        *("+@connection", "+command", "+readonly", "+readwrite", "+asking"),
+        "+script|exists",
+        *("+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe"),
+        # Connection commands by name: @connection would include CLIENT TRACKING, whose
+        # broadcast mode tells a client every key name anyone writes.
+        *("+hello", "+auth", "+ping", "+echo", "+quit", "+reset", "+select"),
+        *("+client|id", "+client|info", "+client|setname", "+client|getname"),
+        *("+command", "+readonly", "+readwrite", "+asking"),
         *("+cluster|slots", "+cluster|shards", "+cluster|nodes", "+cluster|myid"),
         *("-sort", "-sort_ro", "-@dangerous", "-publish", "-spublish"),
         " ".join(
@@ -185,6 +193,8 @@ def acl_rules(agent: str) -> list[str]:
 #: What a message's log rows say. ``sent`` is read from the inboxes themselves (the key proves
 #: the sender); the others from ``events(agent)`` (the receiver's word) and ``site_events``.
 STATUSES = ("sent", "delivered", "failed", "dead", "replayed")
+#: Times past this (the year 3000) are not believed: an agent writes its own events.
+LATEST_TIME = 32_503_680_000.0
 
 
 def status_event(
@@ -217,6 +227,8 @@ class StatusEvent:
             items = orjson.loads(data.get("batch", b""))
         except (ValueError, orjson.JSONDecodeError):
             raise MalformedMessage("an event needs a time and a JSON batch") from None
+        if not 0 <= at < LATEST_TIME:  # NaN fails too
+            raise MalformedMessage("an event's time is out of range")
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise MalformedMessage("an event's batch is a list of objects")
         error = data.get("error")
@@ -369,23 +381,33 @@ return #ARGV - 3
 #: network. Returns {entries removed, that first needed id or '' when nothing bounds it}.
 TRIM_STREAM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+-- Ids are compared as decimal strings (length, then text): a sequence number may exceed what a
+-- Lua number holds exactly, and one chosen by a hostile sender must not break the trim.
 local function parse(id)
     local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-    return {tonumber(ms), tonumber(seq), ms}
+    return {ms, seq}
 end
-local function before(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
-local function text(id) return id[3] .. '-' .. string.format('%d', id[2]) end
+local function lt(a, b)
+    if #a ~= #b then return #a < #b end
+    return a < b
+end
+local function before(a, b) return lt(a[1], b[1]) or (a[1] == b[1] and lt(a[2], b[2])) end
+local function text(id) return id[1] .. '-' .. id[2] end
 local safe = nil
 if ARGV[3] ~= nil and ARGV[3] ~= '' then safe = parse(ARGV[3]) end
 for _, raw in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
     local group = {}
     for i = 1, #raw, 2 do group[raw[i]] = raw[i + 1] end
-    local first_new = parse(group['last-delivered-id'])
-    first_new[2] = first_new[2] + 1
-    if safe == nil or before(first_new, safe) then safe = first_new end
+    -- The first entry the group has not been given (none: it needs nothing new).
+    local after = '(' .. group['last-delivered-id']
+    local first_new = redis.call('XRANGE', KEYS[1], after, '+', 'COUNT', 1)
+    if #first_new > 0 then
+        local id = parse(first_new[1][1])
+        if safe == nil or before(id, safe) then safe = id end
+    end
     if group['pending'] > 0 then
         local oldest = parse(redis.call('XPENDING', KEYS[1], group['name'])[2])
-        if before(oldest, safe) then safe = oldest end
+        if safe == nil or before(oldest, safe) then safe = oldest end
     end
 end
 local removed = 0
@@ -407,6 +429,10 @@ end
 if safe == nil then return {removed, ''} end
 return {removed, text(safe)}
 """
+
+
+#: The scripts agents run, by SHA (EVALSHA): the site loads them on every node (an agent may not).
+AGENT_SCRIPTS = (PROMOTE, ACK, FAIL, DEAD, DELETE_IDLE_CONSUMER, TRIM_STREAM)
 
 
 def trim_arguments(
@@ -432,6 +458,7 @@ __all__ = [
     "AGENTS",
     "AGENT_NAME",
     "AGENT_NAME_PATTERN",
+    "AGENT_SCRIPTS",
     "ANSWER_NONCE",
     "ANSWER_NONCE_PATTERN",
     "ANSWER_SIGNATURE_ALGORITHM",
@@ -441,6 +468,7 @@ __all__ = [
     "FAIL",
     "GROUP",
     "HEAD_FIELDS",
+    "LATEST_TIME",
     "LOG_COLUMNS",
     "MESSAGE_ID",
     "MESSAGE_TYPE",

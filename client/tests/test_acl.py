@@ -16,6 +16,7 @@ from redis.exceptions import NoPermissionError
 
 from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig, protocol
 from foundation_client.protocol import (
+    AGENT_SCRIPTS,
     AGENTS,
     GROUP,
     SECRETS_ROTATION_CHANNEL,
@@ -52,6 +53,8 @@ class Agents:
             self.admin,
             *("ACL", "SETUSER", acl_user(name), "reset", "on", f">{password}", *acl_rules(name)),
         )
+        for source in AGENT_SCRIPTS:  # as the site does: agents may only EVALSHA them
+            on_every_node(self.admin, "SCRIPT", "LOAD", source)
         self.admin.sadd(AGENTS, name)
         self.urls[name] = url_for(REDIS_URL, acl_user(name), password)
         return name
@@ -84,7 +87,7 @@ def trio(agents):
         admin.xgroup_create(inbox(b, sender), GROUP, id="0", mkstream=True)
         admin.xadd(inbox(b, sender), Envelope(sender, b, "t", {"n": 1}).to_entry())
     admin.zadd(delayed(b), {b"{}": 1})
-    admin.set(done_key(b, "m1"), b"1")
+    admin.set(done_key(b, c, "m1"), b"1")
     return a, b, c
 
 
@@ -101,8 +104,8 @@ def test_an_agent_cannot_read_or_consume_another_agents_streams(agents, trio):
         refused(ra.xreadgroup, GROUP, "thief", {key: ">"})
         refused(ra.xread, {key: "0"})
     refused(ra.zrange, delayed(b), 0, -1)
-    refused(ra.get, done_key(b, "m1"))
-    refused(ra.mget, [done_key(b, "m1")])
+    refused(ra.get, done_key(b, c, "m1"))
+    refused(ra.mget, [done_key(b, c, "m1")])
 
 
 def test_an_agent_cannot_acknowledge_claim_trim_or_delete_another_agents_entries(agents, trio):
@@ -119,7 +122,7 @@ def test_an_agent_cannot_acknowledge_claim_trim_or_delete_another_agents_entries
         refused(ra.xgroup_destroy, key, GROUP)
         refused(ra.xgroup_setid, key, GROUP, "$")
     refused(ra.delete, delayed(b))
-    refused(ra.set, done_key(b, "forged"), b"1")
+    refused(ra.set, done_key(b, c, "forged"), b"1")
     assert agents.admin.xlen(inbox(b, c)) == 1
     assert agents.admin.xlen(inbox(b, a)) == 1
 
@@ -154,6 +157,19 @@ def test_an_agent_cannot_publish_or_touch_system_keys(agents, trio):
     pubsub = ra.pubsub()
     pubsub.subscribe(SECRETS_ROTATION_CHANNEL)  # notices can be listened to
     pubsub.close()
+
+
+def test_an_agent_can_run_no_script_of_its_own_nor_watch_key_names(agents, trio):
+    a, _, _ = trio
+    # One node, even on a cluster: these commands name no key to route by.
+    ra = redis.Redis.from_url(agents.urls[a].replace("+cluster://", "://", 1))
+    loop = "local s = 0 while true do s = s + 1 end"
+    refused(ra.eval, loop, 0)
+    refused(ra.script_load, loop)
+    refused(ra.execute_command, "FUNCTION", "LOAD", f"#!lua name=x\n{loop}")
+    refused(ra.execute_command, "CLIENT", "TRACKING", "on", "BCAST")
+    refused(ra.execute_command, "CLIENT", "LIST")
+    refused(ra.execute_command, "SCRIPT", "KILL")
 
 
 def test_a_receiver_cannot_forge_a_message_into_its_own_inbox(agents, trio):

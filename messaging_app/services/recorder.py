@@ -31,6 +31,7 @@ from django.db import (
     connection,
     transaction,
 )
+from redis.exceptions import RedisError
 
 from foundation_client.protocol import (
     LOG_COLUMNS,
@@ -137,7 +138,9 @@ def rows_of(source: Source, entry_id: Any, fields: dict[Any, Any]) -> list[dict[
     """The ``message_logs`` rows one stream entry stands for (a batch event, several)."""
     event_id = as_text(entry_id)
     if source.kind == "inbox":
-        when = datetime.fromtimestamp(parse_stream_id(event_id)[0] / 1000, tz=UTC)
+        # The entry id's time, which the sender may choose (XADD with an id): never later than
+        # now.
+        when = datetime.fromtimestamp(min(parse_stream_id(event_id)[0] / 1000, time.time()), tz=UTC)
         sender = source.sender or inbox_sender(source.key)
         # Fast path: an envelope as the client writes it, from the sender the key names (a row
         # for every message sent: the recorder's largest cost). Anything else is parsed member
@@ -206,12 +209,22 @@ def _write(rows: list[dict[str, Any]]) -> None:
             copy.write_row(values)
 
 
+def _rows_or_none(source: Source, entry_id: Any, fields: dict[Any, Any]) -> list[dict[str, Any]]:
+    """``rows_of``, and an entry it cannot make rows of (whatever an agent wrote) logged and
+    skipped: one entry must never stop the recorder for everyone."""
+    try:
+        return rows_of(source, entry_id, fields)
+    except Exception as exc:
+        logger.warning("skipped %s entry %s: %s", source.key, as_text(entry_id), type(exc).__name__)
+        return []
+
+
 def record_entries(batches: list[tuple[Source, list[tuple[Any, dict[Any, Any]]]]]) -> int:
     """Write the rows of these entries (inside the caller's transaction). An entry the database
     refuses for good is logged and skipped; any other database error propagates, so that the
     caller's transaction, cursors included, rolls back and is tried again. Returns rows added."""
     parsed = [
-        (source, as_text(entry_id), rows_of(source, entry_id, fields))
+        (source, as_text(entry_id), _rows_or_none(source, entry_id, fields))
         for source, entries in batches
         for entry_id, fields in entries
     ]
@@ -266,7 +279,10 @@ class Recorder:
         self._trim = self.redis.register_script(TRIM_STREAM)
 
     def refresh(self) -> None:
+        from agents_app.wire import load_scripts
+
         self._last_refresh = time.monotonic()
+        load_scripts()  # a Redis that restarted has them again within ``refresh_every``
         self._sources = sources(wire_agents())
         RecorderCursor.objects.bulk_create(
             [RecorderCursor(stream=s.key) for s in self._sources], ignore_conflicts=True
@@ -369,12 +385,15 @@ class Recorder:
             cursor = cursors.get(source.key, "0-0")
             if cursor == "0-0":
                 continue
-            if source.kind == "inbox":
-                count, _ = self._trim(
-                    keys=[source.key],
-                    args=trim_arguments(self.inbox_maxlen, None, keep_from=cursor),
-                )
-                removed += int(count)
-            else:
-                removed += int(self.redis.xtrim(source.key, minid=cursor))
+            try:
+                if source.kind == "inbox":
+                    count, _ = self._trim(
+                        keys=[source.key],
+                        args=trim_arguments(self.inbox_maxlen, None, keep_from=cursor),
+                    )
+                    removed += int(count)
+                else:
+                    removed += int(self.redis.xtrim(source.key, minid=cursor))
+            except RedisError as exc:  # one stream's trouble never stops the others' trim
+                logger.warning("could not trim %s: %s", source.key, exc)
         return removed

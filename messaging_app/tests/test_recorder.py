@@ -193,6 +193,36 @@ def test_what_an_agent_says_of_others_is_not_believed():
     assert sent.error_message == f"forged sender: the envelope claimed {third!r}"
 
 
+def test_times_and_ids_a_hostile_agent_chooses_stop_nothing(caplog):
+    """An event dated in the year 10^12 or NaN, an entry id in the year 10000, a sequence
+    number past 2^64 - 2: the recorder records the rest, keeps trimming, and logs."""
+    liar, victim = agent("liar"), agent("victim")
+    wire = get_wire()
+    good = Envelope(sender=liar, receiver=liar, type="t", payload=None, id="good-1").head()
+    wire.xadd(events(liar), {"status": "delivered", "at": "1e20", "batch": "[]"})
+    wire.xadd(events(liar), {"status": "delivered", "at": "nan", "batch": "[]"})
+    wire.xadd(events(liar), status_event("delivered", [good]))
+    far = Envelope(sender=liar, receiver=victim, type="t", payload=1, id="far-1")
+    wire.xadd(inbox(victim, liar), far.to_entry(), id="253402300800000-0")
+    huge = Envelope(sender=liar, receiver=liar, type="t", payload=2, id="huge-1")
+    wire.xgroup_create(inbox(liar, liar), "agents", id="0", mkstream=True)
+    wire.xadd(inbox(liar, liar), huge.to_entry(), id="5-18446744073709551614")
+    wire.xreadgroup("agents", "c", {inbox(liar, liar): ">"})
+    recorder = services.Recorder(trim_every=0, inbox_maxlen=1)
+    with caplog.at_level(logging.WARNING, logger="foundation.messaging.recorder"):
+        drain(recorder)
+        assert recorder.trim() >= 0  # the huge id breaks no trim
+    assert set(MessageLog.objects.values_list("message_id", "status")) == {
+        ("good-1", "delivered"),
+        ("far-1", "sent"),
+        ("huge-1", "sent"),
+    }
+    far_row = MessageLog.objects.get(message_id="far-1")
+    assert far_row.created_at.year < 3000  # never later than when it was recorded
+    assert "out of range" in caplog.text
+    assert "could not trim" not in caplog.text
+
+
 def test_a_malformed_entry_is_skipped_not_fatal():
     receiver = agent("bad")
     wire = get_wire()
