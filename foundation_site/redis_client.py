@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from redis.cluster import RedisCluster
 
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+from foundation_client.protocol import is_cluster, node_url
 
 
 @lru_cache(maxsize=4)
@@ -29,14 +29,7 @@ def get_redis() -> redis.Redis:
 
 @lru_cache(maxsize=4)
 def _cluster(url: str) -> RedisCluster:
-    scheme, _, rest = url.partition("://")
-    return RedisCluster.from_url(
-        f"{CLUSTER_SCHEMES[scheme]}://{rest}", socket_timeout=5, socket_connect_timeout=5
-    )
-
-
-def is_cluster(url: str) -> bool:
-    return url.partition("://")[0] in CLUSTER_SCHEMES
+    return RedisCluster.from_url(node_url(url), socket_timeout=5, socket_connect_timeout=5)
 
 
 def get_wire() -> Any:

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from foundation_client.protocol import REDIS_SCHEMES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # A developer's `.env` (written by `make run`) supplies defaults; real environment variables win.
@@ -234,9 +236,7 @@ REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", {"redis", "rediss",
 # Where agents talk (messaging, notices; later telemetry and shared state): the same Redis by
 # default, or a Redis Cluster as redis+cluster://user:password@host:port. The site connects as its
 # service user; each agent as its own ACL user, provisioned by the site.
-AGENTS_REDIS_URL = env_url(
-    "AGENTS_REDIS_URL", REDIS_URL, {"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"}
-)
+AGENTS_REDIS_URL = env_url("AGENTS_REDIS_URL", REDIS_URL, set(REDIS_SCHEMES))
 # The same Redis as agents reach it, without credentials (the agent's own go in): printed in the
 # agent's environment by create_agent. By default AGENTS_REDIS_URL's scheme, host, port and db.
 AGENTS_REDIS_PUBLIC_URL = env_url(
@@ -246,7 +246,7 @@ AGENTS_REDIS_PUBLIC_URL = env_url(
             netloc=urlsplit(AGENTS_REDIS_URL).netloc.rpartition("@")[2]
         )
     ),
-    {"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"},
+    set(REDIS_SCHEMES),
 )
 # The site's agent API as agents reach it: printed in the agent's environment by create_agent.
 AGENTS_API_URL = env_url("AGENTS_API_URL", "http://127.0.0.1:8000", {"http", "https"})

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from foundation_client._answers import load_site_public_key
 from foundation_client._exceptions import ConfigurationError
+from foundation_client._redis import REDIS_SCHEMES
 from foundation_client._wire import AGENT_NAME
 
 
@@ -70,7 +71,7 @@ class ClientSettings:
         _url(
             "FOUNDATION_REDIS_URL",
             self.redis_url,
-            frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"}),
+            REDIS_SCHEMES,
         )
         self.site_public_keys()  # malformed keys fail here, at construction
 

@@ -38,7 +38,10 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from foundation_client import protocol as wire
 from foundation_client._config import ClientSettings
-from foundation_client._envelope import (
+from foundation_client._exceptions import MessageRejected, RequestTimeout
+from foundation_client._redis import connect, send_batch
+from foundation_client._wire import AGENT_NAME
+from foundation_client.protocol import (
     MESSAGE_ID,
     MESSAGE_TYPE,
     TRACEPARENT,
@@ -49,9 +52,6 @@ from foundation_client._envelope import (
     new_id,
     new_ids,
 )
-from foundation_client._exceptions import MessageRejected, RequestTimeout
-from foundation_client._redis import connect, send_batch
-from foundation_client._wire import AGENT_NAME
 
 logger = logging.getLogger("foundation_client.messaging")
 

@@ -56,8 +56,19 @@ _FAST: dict[type[AbstractConnection], type[AbstractConnection]] = {
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
+#: Every scheme a Redis URL of the wire may have.
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", *CLUSTER_SCHEMES})
+
+
 def is_cluster(url: str) -> bool:
     return url.partition("://")[0] in CLUSTER_SCHEMES
+
+
+def node_url(url: str) -> str:
+    """A cluster URL as redis-py takes it (``redis+cluster://`` to ``redis://``): the URL of the
+    node it names. Any other URL as it is."""
+    scheme, _, rest = url.partition("://")
+    return f"{CLUSTER_SCHEMES[scheme]}://{rest}" if scheme in CLUSTER_SCHEMES else url
 
 
 def connect(url: str, **options: Any) -> Any:
@@ -65,8 +76,7 @@ def connect(url: str, **options: Any) -> Any:
     a ``RedisCluster`` for a cluster URL. Every key an agent touches in one command carries one
     hash tag, so the same calls work on both."""
     if is_cluster(url):
-        scheme, _, rest = url.partition("://")
-        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **options)
+        return RedisCluster.from_url(node_url(url), **options)
     pool = ConnectionPool.from_url(url, **options)
     if HIREDIS_AVAILABLE:
         pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
@@ -77,10 +87,7 @@ def connect_notices(url: str) -> aioredis.Redis:
     """A connection for the site's pub/sub notices. On a cluster, to the node the URL names:
     a PUBLISH reaches every node of a Redis Cluster, so one node is enough to listen on (and
     redis-py's asyncio cluster client has no pub/sub)."""
-    if is_cluster(url):
-        scheme, _, rest = url.partition("://")
-        url = f"{CLUSTER_SCHEMES[scheme]}://{rest}"
-    result: aioredis.Redis = connect(url)
+    result: aioredis.Redis = connect(node_url(url))
     return result
 
 

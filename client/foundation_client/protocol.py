@@ -56,6 +56,7 @@ from foundation_client._envelope import (
     new_id,
     new_ids,
 )
+from foundation_client._redis import REDIS_SCHEMES, is_cluster, node_url
 from foundation_client._sealing import (
     ALGORITHM as SEALING_ALGORITHM,
 )
@@ -475,6 +476,7 @@ __all__ = [
     "NOTICES",
     "PROMOTE",
     "PROTOCOL_VERSION",
+    "REDIS_SCHEMES",
     "REPLAY_DEAD_LETTER",
     "REPLY_TYPE",
     "REQUEUE",
@@ -502,11 +504,13 @@ __all__ = [
     "generate_keypair",
     "inbox",
     "inbox_sender",
+    "is_cluster",
     "load_public_key",
     "load_site_public_key",
     "new_id",
     "new_ids",
     "new_nonce",
+    "node_url",
     "open_sealed",
     "parse_stream_id",
     "requeue",

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.cluster import RedisCluster
 
-from foundation_client._redis import CLUSTER_SCHEMES, is_cluster
+from foundation_client._redis import is_cluster, node_url
 
 __all__ = ["is_cluster", "on_every_node", "sync_client", "url_for"]
 
@@ -17,8 +17,7 @@ __all__ = ["is_cluster", "on_every_node", "sync_client", "url_for"]
 def sync_client(url: str) -> Any:
     """A synchronous client of ``url``: ``redis.Redis``, or a ``RedisCluster``."""
     if is_cluster(url):
-        scheme, _, rest = url.partition("://")
-        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}")
+        return RedisCluster.from_url(node_url(url))
     return redis.Redis.from_url(url)
 
 

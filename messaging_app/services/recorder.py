@@ -283,9 +283,12 @@ class Recorder:
 
         self._last_refresh = time.monotonic()
         load_scripts()  # a Redis that restarted has them again within ``refresh_every``
+        known = {source.key for source in self._sources}
         self._sources = sources(wire_agents())
+        # Cursors for new streams only: N² of them for N agents, every few seconds otherwise.
         RecorderCursor.objects.bulk_create(
-            [RecorderCursor(stream=s.key) for s in self._sources], ignore_conflicts=True
+            [RecorderCursor(stream=s.key) for s in self._sources if s.key not in known],
+            ignore_conflicts=True,
         )
 
     def step(self) -> int:

@@ -3,18 +3,15 @@ protocol 2 with nothing lost: every message is then handled or still dead-letter
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
 from io import StringIO
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from audit_app.models import AuditLog
-from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
 from foundation_site.redis_client import get_wire
 from messaging_app import services
 from messaging_app.models import MessageLog
@@ -94,27 +91,8 @@ def old_deployment():
     return a, b, ids
 
 
-def consume(agent: str) -> list[Envelope]:
-    got: list[Envelope] = []
-
-    async def scenario() -> None:
-        settings = ClientSettings(agent_name=agent, redis_url=django_settings.AGENTS_REDIS_URL)
-        async with Messaging(settings, config=MessagingConfig(block_ms=10)) as m:
-
-            async def handle(envelope: Envelope) -> None:
-                got.append(envelope)
-
-            m.on("job", handle)
-            for _ in range(30):
-                await m.process_once(block_ms=0)
-                await asyncio.sleep(0.005)
-
-    asyncio.run(scenario())
-    return got
-
-
 def test_every_message_is_handled_or_still_dead_lettered_after_the_upgrade(
-    old_deployment, admin_user
+    old_deployment, admin_user, agent_messaging
 ):
     _, b, ids = old_deployment
     out = StringIO()
@@ -122,7 +100,7 @@ def test_every_message_is_handled_or_still_dead_lettered_after_the_upgrade(
     assert "moved: 4 inbox entries, 1 delayed retries, 1 dead letters, 1 unrecorded events" in (
         out.getvalue()
     )
-    handled = {e.id: e for e in consume(b)}
+    handled = {e.id: e for e in agent_messaging.consume(b)}
     assert set(handled) == {ids["pending"], ids["new-1"], ids["new-2"], ids["retry"]}
     assert handled[ids["retry"]].attempt == 2
     letters = services.dead_letters(receiver=b)
@@ -133,7 +111,7 @@ def test_every_message_is_handled_or_still_dead_lettered_after_the_upgrade(
         "malformed entry: not an envelope of protocol 1"
     ]
     services.replay_dead_letters([by_id[ids["dead"]].entry_id], actor=admin_user)
-    assert [e.id for e in consume(b)] == [ids["dead"]]
+    assert [e.id for e in agent_messaging.consume(b)] == [ids["dead"]]
     assert MessageLog.objects.get(message_id=ids["pending"]).status == "sent"
     assert not MessageLog.objects.filter(message_id=ids["handled"]).exists()  # recorded before
     wire = get_wire()
