@@ -39,8 +39,11 @@ class MessageLog(models.Model):
         db_table = "message_logs"
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["sender", "-created_at"], name="idx_messages_sender"),
-            models.Index(fields=["receiver", "-created_at"], name="idx_messages_receiver"),
+            # The seed's (sender, created_at DESC), ascending: a backward scan gives the newest
+            # first all the same, and the recorder's inserts land at the right end of a range,
+            # which costs PostgreSQL 0.5-0.8 µs a row less (docs/messaging.md).
+            models.Index(fields=["sender", "created_at"], name="idx_messages_sender"),
+            models.Index(fields=["receiver", "created_at"], name="idx_messages_receiver"),
             # Partial: most messages carry no correlation id, and the recorder should not pay
             # for indexing them.
             models.Index(
@@ -48,6 +51,8 @@ class MessageLog(models.Model):
                 name="idx_messages_correlation",
                 condition=models.Q(correlation_id__isnull=False),
             ),
+            # Exact search only: on PostgreSQL a hash index (migration 0006), which costs the
+            # recorder half what a B-tree of random ids does.
             models.Index(fields=["message_id"], name="idx_messages_message_id"),
             # The admin at scale (docs/messaging.md, "The message log at scale"): the default
             # ordering, time filters and retention; the type filter; and the status filter for

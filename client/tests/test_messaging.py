@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from foundation_client import (
     ClientSettings,
@@ -24,7 +24,7 @@ from foundation_client import (
 )
 from foundation_client import protocol as wire
 from foundation_client._messaging import _Entry
-from foundation_client._redis import HiredisConnection, connect
+from foundation_client._redis import HiredisConnection, connect, send_batch
 from foundation_client.protocol import GROUP, delayed, inbox
 from foundation_client.testing import is_cluster, sync_client
 
@@ -409,21 +409,42 @@ def test_one_bad_message_refuses_the_whole_batch():
 
 @pytest.mark.skipif(CLUSTER, reason="the single-node connection classes; a cluster's are stock")
 def test_the_clients_redis_connections_pack_commands_with_hiredis():
+    """Packed by hiredis directly, with redis-py's packer's behaviour: every type of argument it
+    takes, a command name of two words, and its DataError for one it does not, after which the
+    connection still works. ``send_batch`` the same."""
+
     async def scenario():
         client = connect(REDIS_URL or "")
         try:
             key = f"test:{uuid.uuid4().hex}"
             await client.hset(key, mapping={"s": "é", "b": b"\x00\xff", "i": 7, "f": 0.1})
+            await client.hset(key, mapping={"m": memoryview(b"mv"), "a": bytearray(b"ba")})
             values = await client.hgetall(key)
+            encoding = await client.execute_command("OBJECT ENCODING", key)
+            with pytest.raises(DataError):
+                await client.hset(key, "n", None)
+            await send_batch(client, [("HSET", key, "x", memoryview(b"1")), ("HDEL", key, "m")])
+            with pytest.raises(DataError):
+                await send_batch(client, [("HSET", key, "y", None)])
+            after = await client.hgetall(key)
             await client.delete(key)
             connection = await client.connection_pool.get_connection()
             await client.connection_pool.release(connection)
-            return values, type(connection)
+            return values, encoding, after, type(connection)
         finally:
             await client.aclose()
 
-    values, connection_class = run(scenario())
-    assert values == {b"s": "é".encode(), b"b": b"\x00\xff", b"i": b"7", b"f": b"0.1"}
+    values, encoding, after, connection_class = run(scenario())
+    assert values == {
+        b"s": "é".encode(),
+        b"b": b"\x00\xff",
+        b"i": b"7",
+        b"f": b"0.1",
+        b"m": b"mv",
+        b"a": b"ba",
+    }
+    assert encoding in (b"listpack", b"ziplist", b"hashtable")
+    assert after == {k: v for k, v in values.items() if k != b"m"} | {b"x": b"1"}
     assert connection_class is HiredisConnection
 
 

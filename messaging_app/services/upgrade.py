@@ -38,7 +38,7 @@ from foundation_client.protocol import (
     requeue,
 )
 from foundation_site.redis_client import get_wire
-from messaging_app.services.recorder import _row, _write
+from messaging_app.services.recorder import Row, _row, _write
 
 logger = logging.getLogger("foundation.messaging.upgrade")
 
@@ -181,7 +181,7 @@ def _move_dead_letters(wire: Any, report: UpgradeReport) -> None:
 _DEAD_META = {"reason", "stream", "entry_id", "dead_at", "raw"}
 
 
-def _old_event_rows(event_id: str, fields: dict[Any, Any]) -> list[dict[str, Any]]:
+def _old_event_rows(event_id: str, fields: dict[Any, Any]) -> list[Row]:
     data = {as_text(k): as_text(v) for k, v in fields.items()}
     status = data.get("status", "")[:20] or "unknown"
     try:

@@ -303,3 +303,46 @@ def test_the_command_lowers_its_priority_unless_told_not_to(monkeypatch):
     with pytest.raises(CommandError, match="0 or more"):
         call_command("messaging_recorder", "--once", "--nice", "-5")
     assert niced == [10]
+
+
+def test_a_round_reads_a_bounded_number_of_events_entries():
+    """An events entry stands for a consumer's whole batch: a round reads ``events_batch`` of
+    them, so its rows (and its transaction) stay bounded."""
+    receiver = agent("bound")
+    wire = get_wire()
+    for n in range(25):
+        head = Envelope(receiver, receiver, "t", None, id=f"b{n}").head()
+        wire.xadd(events(receiver), status_event("delivered", [head, {**head, "id": f"c{n}"}]))
+    recorder = services.Recorder(events_batch=10)
+    assert recorder.step() == 10
+    assert MessageLog.objects.count() == 20
+    drain(recorder)
+    assert MessageLog.objects.count() == 50
+
+
+def test_odd_values_in_an_event_are_made_to_fit_their_columns():
+    """Whatever an agent writes in its events, a row is made: text cut to its column, other
+    types as text, empty text and impossible attempts as no value."""
+    receiver = agent("odd")
+    item = {
+        "id": 12345,
+        "sender": "",
+        "receiver": "someone-else",
+        "type": "t" * 80,
+        "attempt": 2**40,
+        "correlation_id": "c" * 150,
+        "traceparent": ["not", "text"],
+        "payload": {"kept": True},
+    }
+    get_wire().xadd(events(receiver), status_event("failed", [item], error="e" * 5000))
+    drain(services.Recorder())
+    row = MessageLog.objects.get()
+    assert row.message_id == "12345"
+    assert row.sender is None
+    assert row.receiver == receiver  # the stream's, not what the item says
+    assert row.message_type == "t" * 50
+    assert row.attempt is None
+    assert row.correlation_id == "c" * 100
+    assert row.traceparent == "['not', 'text']"
+    assert row.payload == {"kept": True}
+    assert row.status == "failed"
