@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models.functions import Now
 
 from foundation_client.protocol import AGENT_NAME_PATTERN, load_public_key
+from secrets_app.models import validate_grant_pattern
 
 TOKEN_PREFIX = "fdn_"  # noqa: S105 - a prefix, not a credential
 
@@ -86,12 +87,7 @@ class SecretGrant(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
     pattern = models.CharField(
         max_length=101,
-        validators=[
-            RegexValidator(
-                r"^[A-Za-z0-9_.:/-]*\*?$",
-                "a secret name, or a prefix followed by '*' ('*' alone grants everything)",
-            )
-        ],
+        validators=[validate_grant_pattern],
     )
     created_at = models.DateTimeField(db_default=Now())
 

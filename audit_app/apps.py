@@ -8,6 +8,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit"
 
     def ready(self) -> None:
-        from audit_app import signals
+        from audit_app import auth_changes, signals
 
         signals.connect()
+        auth_changes.connect()

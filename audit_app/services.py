@@ -1,8 +1,9 @@
 """The one way to write to the audit log.
 
 Every app calls :func:`record`. It normalises the actor (a user, an agent or a plain name), takes
-the client address and user agent from the request, trims values to the seed's column widths, and
-redacts metadata keys that look like they hold a secret: the audit log must never become the
+the client address and user agent from the request, escapes control characters and trims values
+to the seed's column widths (whatever a client sent, the row is written and cannot forge another),
+and redacts metadata keys that look like they hold a secret: the audit log must never become the
 place a secret leaks to.
 """
 
@@ -76,10 +77,41 @@ def redact(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def _clip(value: str | None, width: int) -> str | None:
+#: What no audit text keeps as it is: C0 and C1 control characters (NUL, newline, escape...),
+#: DEL, the Unicode line and paragraph separators, and the backslash that escapes them.
+#: PostgreSQL refuses a NUL (the row, and so the audit of a probe, was lost); the others let
+#: input forge lines and terminal output.
+_CONTROL = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_METADATA_TEXT_MAX = 1000
+
+
+def _escape(match: re.Match[str]) -> str:
+    """A backslash doubled (so that an escape in the input cannot pass for one of ours), any
+    other character as ``\\xNN`` or ``\\uNNNN``."""
+    if match.group() == "\\":
+        return "\\\\"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(value: object, width: int) -> str | None:
+    """``value`` as audit text: control characters escaped (``\\x0a``), then cut to ``width``
+    (the cut marked with an ellipsis). The same on every database vendor."""
     if value is None:
         return None
-    return value if len(value) <= width else value[: width - 1] + "…"
+    text = _CONTROL.sub(_escape, value if isinstance(value, str) else str(value))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _safe_metadata(value: Any) -> Any:
+    """Every string of the metadata, keys included, made safe the same way."""
+    if isinstance(value, str):
+        return safe_text(value, _METADATA_TEXT_MAX)
+    if isinstance(value, Mapping):
+        return {safe_text(k, 100): _safe_metadata(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe_metadata(v) for v in value]
+    return value
 
 
 def record(
@@ -105,25 +137,28 @@ def record(
     ip_address = user_agent = None
     if request is not None:
         ip_address = client_ip(request)
-        user_agent = _clip(request.META.get("HTTP_USER_AGENT"), _USER_AGENT_MAX)
+        user_agent = safe_text(request.META.get("HTTP_USER_AGENT"), _USER_AGENT_MAX)
     entry = AuditLog.objects.create(
-        event_type=event_type,
-        actor=_clip(actor_name(actor), 100),
-        resource=_clip(resource, 200),
-        action=_clip(action, 50),
+        event_type=safe_text(event_type, 50) or event_type,
+        actor=safe_text(actor_name(actor), 100),
+        resource=safe_text(resource, 200),
+        action=safe_text(action, 50),
         ip_address=ip_address,
         user_agent=user_agent,
         success=success,
-        error_message=_clip(error, _ERROR_MAX),
-        metadata=redact(metadata) if metadata else None,
+        error_message=safe_text(error, _ERROR_MAX),
+        metadata=_safe_metadata(redact(metadata)) if metadata else None,
     )
+    # One structured record (settings.LOGGING renders JSON): fields, never text to extend.
     logger.info(
-        "audit event=%s action=%s actor=%s resource=%s success=%s ip=%s",
-        entry.event_type,
-        entry.action,
-        entry.actor,
-        entry.resource,
-        entry.success,
-        entry.ip_address,
+        "audit",
+        extra={
+            "audit_event": entry.event_type,
+            "action": entry.action,
+            "actor": entry.actor,
+            "resource": entry.resource,
+            "success": entry.success,
+            "ip": entry.ip_address,
+        },
     )
     return entry

@@ -20,9 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
+import structlog
 from django.core.exceptions import ImproperlyConfigured
 
-from foundation_client.protocol import REDIS_SCHEMES
+from foundation_client.protocol import REDIS_SCHEMES, redacted_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -93,17 +94,20 @@ def env_secret(name: str, *, required: bool, default: str | None = None) -> str 
 
 
 def env_url(name: str, default: str, schemes: set[str]) -> str:
+    """A URL from the environment, checked; an error shows it without its user-info (the
+    password), as every message here does."""
     raw = os.environ.get(name) or default
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes:
-        allowed = ", ".join(sorted(schemes))
-        raise ImproperlyConfigured(f"{name} must be a URL with scheme {allowed}, got {raw!r}")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ImproperlyConfigured(f"{name} must name a host, got {raw!r}")
+    shown = redacted_url(raw)
     try:
+        parts = urlsplit(raw)
         parts.port  # noqa: B018 - a non-numeric port raises here
     except ValueError:
-        raise ImproperlyConfigured(f"{name} has an invalid port: {raw!r}") from None
+        raise ImproperlyConfigured(f"{name} is not a valid URL: {shown!r}") from None
+    if parts.scheme not in schemes:
+        allowed = ", ".join(sorted(schemes))
+        raise ImproperlyConfigured(f"{name} must be a URL with scheme {allowed}, got {shown!r}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must name a host, got {shown!r}")
     return raw
 
 
@@ -176,6 +180,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit_app.middleware.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -212,7 +217,10 @@ if _db_scheme not in {"sqlite", "postgres", "postgresql", "pgsql", "psql"}:
 try:
     _db: dict[str, Any] = env.db_url_config(_database_url)
 except Exception as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
+    # The parser's message may quote the URL, password included: its class only.
+    raise ImproperlyConfigured(
+        f"DATABASE_URL is malformed ({type(exc).__name__}): {redacted_url(_database_url)!r}"
+    ) from None
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # A psycopg connection pool: requests run in changing threads (foundation_site/asgi.py),
     # where Django's per-thread persistent connections would be opened anew each time, and
@@ -370,14 +378,30 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
     )
+# One JSON object a line (structlog's formatter over the standard library's loggers): a value
+# that holds a newline or a quote stays inside its field, so no input can add a log line of its
+# own, and log shippers read the fields without a parser of ours. ``extra=`` becomes fields.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "structlog.stdlib.ProcessorFormatter",
+            "foreign_pre_chain": [
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.stdlib.ExtraAdder(),
+            ],
+            "processors": [
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(sort_keys=False, default=str),
+            ],
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "json"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -1,11 +1,11 @@
-"""Root URLs: the admin (where admins work), RQ's dashboard and a health probe."""
+"""Root URLs: the admin (where admins work), RQ's dashboard (superusers) and a health probe."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
 
-from foundation_site import views
+from foundation_site import rq_admin, views
 from foundation_site.api import api
 
 admin.site.site_header = "Foundation"
@@ -16,6 +16,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/", api.urls),
-    path("admin/rq/", include("django_rq.urls")),
+    # Superusers only, and audited (foundation_site/rq_admin.py).
+    path("admin/rq/", include((rq_admin.urlpatterns(), "django_rq"))),
     path("admin/", admin.site.urls),
 ]

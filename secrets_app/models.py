@@ -3,17 +3,68 @@ ciphertext. Secret values are never stored in plaintext here."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
 from django.db import connection, models
 from django.db.models.functions import Now
 
-SECRET_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$"  # noqa: S105 - a pattern
-validate_secret_name = RegexValidator(
-    SECRET_NAME_RE,
-    "1-100 characters: letters, digits, '_', '.', ':', '/' or '-', starting with a letter or digit",
+#: A secret name's characters and length; ``secret_name_segments`` adds the rule for segments.
+SECRET_NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}")
+NAME_RULE = (
+    "1-100 characters: letters, digits, '_', '.', ':', '/' or '-', starting with a letter or "
+    "digit; segments between '/' neither empty nor '.' or '..'"
 )
+#: What a grant's pattern may hold: a secret name, or a prefix of one followed by '*'.
+GRANT_PATTERN_RULE = "a secret name, or a prefix followed by '*' ('*' alone grants everything)"
+
+
+def secret_name_segments(name: object) -> list[str] | None:
+    """The '/'-separated segments of a valid secret name, or None.
+
+    Matched whole (a trailing newline is no name) and segment by segment: hvac and requests
+    normalise a path, so ``x/../prod/db`` would write, read and destroy Vault's ``prod/db``
+    while the metadata and the audit named another secret. No segment may be empty, ``.`` or
+    ``..``; the Vault path is built from these segments only."""
+    if not isinstance(name, str) or SECRET_NAME_CHARS.fullmatch(name) is None:
+        return None
+    segments = name.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        return None
+    return segments
+
+
+def is_secret_name(name: object) -> bool:
+    return secret_name_segments(name) is not None
+
+
+def validate_secret_name(value: object) -> None:
+    if not is_secret_name(value):
+        raise ValidationError(NAME_RULE, code="invalid")
+
+
+def is_grant_pattern(pattern: object) -> bool:
+    """``*``, a secret name, or a prefix of one then ``*``: every segment before the last is a
+    whole one (not empty, ``.`` or ``..``); the last may be partial (``db-*``) or empty
+    (``demo/*``)."""
+    if not isinstance(pattern, str) or not pattern:
+        return False
+    if not pattern.endswith("*"):
+        return is_secret_name(pattern)
+    prefix = pattern[:-1]
+    if not prefix:
+        return True
+    if SECRET_NAME_CHARS.fullmatch(prefix) is None and not (
+        prefix.endswith("/") and SECRET_NAME_CHARS.fullmatch(prefix[:-1])
+    ):
+        return False
+    return all(segment not in ("", ".", "..") for segment in prefix.split("/")[:-1])
+
+
+def validate_grant_pattern(value: object) -> None:
+    if not is_grant_pattern(value):
+        raise ValidationError(GRANT_PATTERN_RULE, code="invalid")
 
 
 class Backend(models.TextChoices):

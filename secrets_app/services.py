@@ -8,7 +8,6 @@ put into an exception message, an audit row, an RQ job or a Redis key.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,16 +30,16 @@ from secrets_app.exceptions import (
     SecretDoesNotExist,
     SecretsError,
 )
-from secrets_app.models import SECRET_NAME_RE, SecretMetadata, SecretVersion
+from secrets_app.models import SecretMetadata, SecretVersion, is_secret_name
 from secrets_app.rotators import get_rotator
 
 logger = logging.getLogger("foundation.secrets")
-_NAME = re.compile(SECRET_NAME_RE)
 
 
 def audit_resource(name: str) -> str:
-    """How a secret is named in the audit log."""
-    return f"secret:{name}"
+    """How a secret is named in the audit log: an invalid name as such, never its text (which
+    may hold a NUL, a newline or a megabyte)."""
+    return f"secret:{name}" if is_secret_name(name) else "secret:(invalid name)"
 
 
 def announce(name: str, version: int) -> None:
@@ -73,8 +72,8 @@ def create_secret(
 ) -> SecretMetadata:
     """Create a secret and its version 1. Nothing is left behind if the backend fails."""
     try:
-        if not _NAME.match(name or ""):
-            raise InvalidSecret(f"invalid secret name {name!r}")
+        if not is_secret_name(name):
+            raise InvalidSecret(f"invalid secret name {name[:100]!r}")
         _check_value(value)
         store = get_backend(backend)
         with transaction.atomic():
@@ -98,9 +97,7 @@ def create_secret(
                 created_by=audit.actor_name(actor) or "?",
             )
     except SecretsError as exc:
-        audit.record(
-            "secrets.write", actor, audit_resource(name[:100]), "create", False, request, exc
-        )
+        audit.record("secrets.write", actor, audit_resource(name), "create", False, request, exc)
         raise
     audit.record(
         "secrets.write",
@@ -247,7 +244,7 @@ def read_value(secret: SecretMetadata, version: int | None = None) -> str:
 def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) -> tuple[str, int]:
     """An agent's read: the grant is checked first (so a denied agent learns nothing of whether
     the secret exists), then the current version is read. Audited either way."""
-    valid_name = bool(_NAME.match(name))
+    valid_name = is_secret_name(name)
     resource = audit_resource(name) if valid_name else "secret:(invalid name)"
     try:
         if not agent.is_active:

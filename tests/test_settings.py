@@ -181,3 +181,40 @@ def test_in_debug_without_a_signing_key_every_process_derives_the_same_one():
 def test_the_secret_key_value_never_appears_in_the_error(tmp_path):
     result = run_django({"SECRET_KEY": "short-but-secret-canary"})
     assert "short-but-secret-canary" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("REDIS_URL", "redis://:pw-canary@127.0.0.1:port/0"),
+        ("REDIS_URL", "http://user:pw-canary@127.0.0.1:6379"),
+        ("REDIS_URL", "redis://user:pw-canary@[::1/0"),
+        ("AGENTS_REDIS_URL", "redis+cluster://agent:pw-canary@:7000"),
+        ("VAULT_ADDR", "ftp://admin:pw-canary@vault:8200"),
+        ("DATABASE_URL", "postgres://app:pw-canary@db:port/x"),
+        ("DATABASE_URL", "mysqlx://app:pw-canary@db/x"),
+    ],
+)
+def test_a_malformed_url_is_named_but_its_password_never_shown(variable, url):
+    """Finding 8 of the review: a malformed URL at start-up was printed whole."""
+    result = run_django({variable: url})
+    assert result.returncode != 0
+    assert variable in result.stderr.strip().splitlines()[-1], result.stderr
+    assert "pw-canary" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:secret@host:6379/0", "redis://***@host:6379/0"),
+        ("redis+cluster://agent-a:secret@host:7000", "redis+cluster://***@host:7000"),
+        ("host:6379", "host:6379"),
+        ("user:secret@host", "***@host"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("redis://a:b@c@host/0", "redis://***@host/0"),
+    ],
+)
+def test_urls_are_shown_without_their_user_info(url, shown):
+    from foundation_client.protocol import redacted_url
+
+    assert redacted_url(url) == shown

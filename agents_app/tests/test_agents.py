@@ -115,3 +115,35 @@ def test_staff_without_permission_cannot_regenerate(staff_client, make_agent):
     url = reverse("admin:agents_app_agent_regenerate_token", args=[agent.pk])
     assert staff_client.post(url).status_code == 403
     assert authenticate(token) == agent
+
+
+@pytest.mark.parametrize(
+    ("pattern", "valid"),
+    [
+        ("*", True),
+        ("openai_api_key", True),
+        ("db/*", True),
+        ("db/primary-*", True),
+        ("db*", True),
+        ("db/..x*", True),  # a partial last segment: matches names like db/..x1
+        ("", False),
+        ("db/../*", False),
+        ("../*", False),
+        ("db//*", False),
+        ("db/./x", False),
+        ("db/*\n", False),
+        ("db\n", False),
+        ("*x", False),
+        ("a b*", False),
+    ],
+)
+def test_grant_patterns_are_checked_segment_by_segment(pattern, valid):
+    from django.core.exceptions import ValidationError
+
+    agent = Agent.objects.create(name="a", token_hash="x")
+    grant = SecretGrant(agent=agent, pattern=pattern)
+    if valid:
+        grant.full_clean()
+    else:
+        with pytest.raises(ValidationError):
+            grant.full_clean()

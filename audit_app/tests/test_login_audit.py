@@ -31,7 +31,7 @@ def log_in(client: Client, username: str, password: str):
 def test_a_failed_log_in_is_recorded_with_ip_and_user_agent(client, alice):
     response = log_in(client, "alice", "wrong")
     assert response.status_code == 200  # the form again, with an error
-    row = AuditLog.objects.get()
+    row = AuditLog.objects.exclude(event_type="auth.change").get()
     assert row.event_type == "auth.login"
     assert row.action == "login"
     assert row.actor == "alice"
@@ -43,13 +43,13 @@ def test_a_failed_log_in_is_recorded_with_ip_and_user_agent(client, alice):
 
 def test_the_password_tried_is_never_recorded(client, alice):
     log_in(client, "alice", "Tr0ub4dor&3-canary")
-    row = AuditLog.objects.get()
+    row = AuditLog.objects.exclude(event_type="auth.change").get()
     assert "canary" not in str(row.metadata) + str(row.error_message)
 
 
 def test_an_unknown_user_name_is_recorded_too(client, db):
     log_in(client, "nobody", "whatever")
-    assert AuditLog.objects.get().actor == "nobody"
+    assert AuditLog.objects.exclude(event_type="auth.change").get().actor == "nobody"
 
 
 def test_a_successful_log_in_and_the_log_out_are_recorded(client, alice):
@@ -57,7 +57,9 @@ def test_a_successful_log_in_and_the_log_out_are_recorded(client, alice):
     assert response.status_code == 302
     client.post(reverse("admin:logout"), REMOTE_ADDR="198.51.100.23", HTTP_USER_AGENT=BROWSER)
     rows = list(
-        AuditLog.objects.order_by("id").values_list("action", "actor", "success", "ip_address")
+        AuditLog.objects.exclude(event_type="auth.change")
+        .order_by("id")
+        .values_list("action", "actor", "success", "ip_address")
     )
     assert rows == [
         ("login", "alice", True, "198.51.100.23"),

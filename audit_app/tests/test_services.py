@@ -93,8 +93,10 @@ def test_metadata_keys_that_name_a_secret_are_redacted():
 def test_record_logs_a_line_without_metadata(caplog):
     with caplog.at_level(logging.INFO, logger="foundation.audit"):
         services.record("x.y", "a", "res", "act", note="canary-in-metadata")
-    assert "event=x.y action=act actor=a resource=res success=True" in caplog.text
-    assert "canary-in-metadata" not in caplog.text
+    (record,) = caplog.records
+    line = logging.getLogger().handlers[0].format(record)
+    assert '"audit_event": "x.y", "action": "act", "actor": "a", "resource": "res"' in line
+    assert "canary-in-metadata" not in line
 
 
 def test_forwarded_for_is_ignored_unless_behind_a_proxy(rf: RequestFactory):
@@ -126,3 +128,52 @@ def test_rows_cannot_be_deleted_through_the_orm():
     with pytest.raises(AppendOnlyError, match="UPDATE"):
         AuditLog.objects.update(actor="b")
     assert AuditLog.objects.get().actor == "a"
+
+
+def test_control_characters_are_escaped_and_the_row_written_on_every_vendor(rf):
+    """A NUL (PostgreSQL refuses it), a newline, an escape sequence and a Unicode line
+    separator are kept as visible escapes; a backslash is doubled so no input passes for one."""
+    request = rf.get("/", HTTP_USER_AGENT="evil\x1b[2J\r\nagent")
+    entry = services.record(
+        "x.y",
+        "bad\x00actor",
+        resource="line\nFAKE audit event=admin.login\u2028",
+        action="read",
+        request=request,
+        error="C:\\path\x00",
+        note="nul\x00inside",
+        **{"key\n": ["a\x00", {"deep": "b\r"}]},
+    )
+    row = AuditLog.objects.get(pk=entry.pk)
+    assert row.actor == "bad\\x00actor"
+    assert row.resource == "line\\x0aFAKE audit event=admin.login\\u2028"
+    assert row.user_agent == "evil\\x1b[2J\\x0d\\x0aagent"
+    assert row.error_message == "C:\\\\path\\x00"
+    assert row.metadata == {"note": "nul\\x00inside", "key\\x0a": ["a\\x00", {"deep": "b\\x0d"}]}
+
+
+def test_the_audit_log_line_is_one_json_record():
+    import json
+
+    handler = logging.getLogger().handlers[0]
+    with_records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with_records.append(record)
+
+    keep = Keep()
+    logging.getLogger("foundation.audit").addHandler(keep)
+    try:
+        services.record("auth.login", "x\ny", resource="r", success=False)
+    finally:
+        logging.getLogger("foundation.audit").removeHandler(keep)
+    line = handler.format(with_records[0])
+    assert "\n" not in line
+    fields = json.loads(line)
+    assert fields["event"] == "audit"
+    assert (fields["audit_event"], fields["actor"], fields["success"]) == (
+        "auth.login",
+        "x\\x0ay",
+        False,
+    )

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from foundation_client._answers import load_site_public_key
 from foundation_client._exceptions import ConfigurationError
-from foundation_client._redis import REDIS_SCHEMES
+from foundation_client._redis import REDIS_SCHEMES, redacted_url
 from foundation_client._wire import AGENT_NAME
 
 
@@ -41,7 +41,8 @@ def _url(name: str, value: str, schemes: frozenset[str]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
         raise ConfigurationError(
-            name, f"must be a URL with scheme {', '.join(sorted(schemes))}, got {value!r}"
+            name,
+            f"must be a URL with scheme {', '.join(sorted(schemes))}, got {redacted_url(value)!r}",
         )
     return value
 

@@ -84,6 +84,18 @@ def node_url(url: str) -> str:
     return f"{CLUSTER_SCHEMES[scheme]}://{rest}" if scheme in CLUSTER_SCHEMES else url
 
 
+def redacted_url(url: str) -> str:
+    """``url`` without its user-info (user name and password), for errors and logs:
+    ``redis://***@host:6379/0``. It works on a malformed URL too, which is when an error shows
+    one: everything before the last ``@`` after the scheme goes, even where a strict parser
+    would not find user-info."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    _, at, location = rest.rpartition("@")
+    return f"{scheme}{sep}***@{location}" if at else url
+
+
 def connect(url: str, **options: Any) -> Any:
     """``redis.asyncio.Redis.from_url``, with the faster connections when hiredis is there; or
     a ``RedisCluster`` for a cluster URL. Every key an agent touches in one command carries one

@@ -56,7 +56,7 @@ from foundation_client._envelope import (
     new_id,
     new_ids,
 )
-from foundation_client._redis import REDIS_SCHEMES, is_cluster, node_url
+from foundation_client._redis import REDIS_SCHEMES, is_cluster, node_url, redacted_url
 from foundation_client._sealing import (
     ALGORITHM as SEALING_ALGORITHM,
 )
@@ -513,6 +513,7 @@ __all__ = [
     "node_url",
     "open_sealed",
     "parse_stream_id",
+    "redacted_url",
     "requeue",
     "seal",
     "sealing_context",

@@ -97,3 +97,11 @@ def test_a_malformed_site_public_key_names_the_variable(bad):
         ClientSettings.from_env({"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_SITE_PUBLIC_KEY": bad})
     assert excinfo.value.variable == "FOUNDATION_SITE_PUBLIC_KEY"
     assert bad not in str(excinfo.value)
+
+
+def test_a_bad_redis_url_is_refused_without_showing_its_password():
+    env = {"FOUNDATION_AGENT_NAME": "a", "FOUNDATION_REDIS_URL": "http://agent-a:pw-canary@host"}
+    with pytest.raises(ConfigurationError) as excinfo:
+        ClientSettings.from_env(env)
+    assert "pw-canary" not in str(excinfo.value)
+    assert "***@host" in str(excinfo.value)

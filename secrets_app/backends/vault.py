@@ -20,8 +20,8 @@ import hvac.exceptions
 import requests
 from django.conf import settings
 
-from secrets_app.exceptions import BackendUnavailable, SecretDoesNotExist
-from secrets_app.models import SecretMetadata
+from secrets_app.exceptions import BackendUnavailable, InvalidSecret, SecretDoesNotExist
+from secrets_app.models import SecretMetadata, secret_name_segments
 
 T = TypeVar("T")
 
@@ -54,8 +54,14 @@ def reset_client() -> None:
 
 
 def path_for(secret: SecretMetadata) -> str:
-    prefix = settings.SECRETS_VAULT_PREFIX.strip("/")
-    return f"{prefix}/{secret.secret_name}" if prefix else secret.secret_name
+    """The secret's path in Vault, from its name's validated segments only: a name that is not
+    one (a row from before names were checked segment by segment) never reaches Vault, where
+    ``..`` would name another secret."""
+    segments = secret_name_segments(secret.secret_name)
+    if segments is None:
+        raise InvalidSecret(f"invalid secret name {secret.secret_name!r}")
+    prefix = [part for part in settings.SECRETS_VAULT_PREFIX.split("/") if part]
+    return "/".join([*prefix, *segments])
 
 
 def _call(name: str, operation: Callable[[hvac.Client], T]) -> T:

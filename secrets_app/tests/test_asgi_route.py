@@ -174,3 +174,29 @@ def test_a_pinned_agent_accepts_the_routes_answers_and_refuses_a_replayed_one(se
     # No stale window, which would serve the value verified by the first read instead.
     with pytest.raises(SecretUnavailable, match="replayed answer"):
         asyncio.run(read_twice(RouteTransport(token, replay=True), stale_if_error=0))
+
+
+@pytest.mark.parametrize(
+    "path", ["%00x", "x%0aFAKE%20audit%20event%3Dadmin.login", "x%2F..%2Fprod"]
+)
+def test_a_probe_with_a_hostile_name_and_a_bad_token_is_refused_and_audited(path, caplog):
+    """Findings 2 and 4 of the review: a NUL made PostgreSQL refuse the audit row (a 500, and
+    the probe unrecorded); a newline wrote a forged line into the audit log."""
+    import json
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="foundation.audit"):
+        response = call("GET", f"/api/v1/secrets/{path}", "fdn_not-a-token")
+    assert response.status_code == 401
+    row = AuditLog.objects.get(event_type="secrets.read")
+    assert (row.actor, row.resource, row.success) == (
+        "(unknown agent)",
+        "secret:(invalid name)",
+        False,
+    )
+    # The log line is one JSON record, whatever the name held.
+    handler = logging.getLogger().handlers[0]
+    (record,) = [r for r in caplog.records if r.name == "foundation.audit"]
+    line = handler.format(record)
+    assert "\n" not in line
+    assert json.loads(line)["resource"] == "secret:(invalid name)"

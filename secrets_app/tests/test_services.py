@@ -87,11 +87,53 @@ def test_deleting_removes_every_version(backend, admin_user):
     assert services.read_value(again) == "z"
 
 
-@pytest.mark.parametrize("name", ["", "has space", "-leading-dash", "x" * 101, "semi;colon"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "has space",
+        "-leading-dash",
+        "x" * 101,
+        "semi;colon",
+        "x/../prod/db",
+        "prod/..",
+        "a//b",
+        "a/./b",
+        "trailing/",
+        "prod/db\n",
+        "nul\x00",
+    ],
+)
 def test_an_invalid_name_is_refused_and_nothing_is_stored(name, admin_user):
     with pytest.raises(InvalidSecret, match="invalid secret name"):
         services.create_secret(name, "v", actor=admin_user, backend="local")
     assert not SecretMetadata.objects.exists()
+    # Audited as an invalid name, never with its text.
+    assert list(
+        AuditLog.objects.filter(event_type="secrets.write").values_list("resource", "success")
+    ) == [("secret:(invalid name)", False)]
+
+
+@pytest.mark.parametrize("name", ["a", "prod/db", "a.b/c..d/e:f-g_h", "v1.2/..x/x.."])
+def test_names_whose_segments_are_whole_are_valid(name):
+    from secrets_app.models import secret_name_segments
+
+    assert secret_name_segments(name) == name.split("/")
+
+
+def test_a_dot_dot_name_cannot_reach_another_secrets_vault_entry(admin_user, vault_prefix):
+    """The review's attack: hvac and requests normalise ``x/../prod/db`` to ``prod/db``, so
+    writing it replaced, and deleting it destroyed, another secret's Vault entry."""
+    from secrets_app.backends.vault import path_for
+
+    prod = services.create_secret("prod/db", "the real one", actor=admin_user, backend="vault")
+    with pytest.raises(InvalidSecret):
+        services.create_secret("x/../prod/db", "forged", actor=admin_user, backend="vault")
+    # A row from before names were checked segment by segment never reaches Vault.
+    old = SecretMetadata(secret_name="x/../prod/db", storage_backend="vault")
+    with pytest.raises(InvalidSecret):
+        path_for(old)
+    assert services.read_value(prod) == "the real one"
 
 
 def test_an_empty_value_is_refused(admin_user):
