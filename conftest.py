@@ -180,7 +180,7 @@ def rq_burst():
 def flaky_rotator(settings) -> str:
     """A rotation provider whose API is down; returns its name, for ``provider=``."""
     settings.SECRETS_ROTATORS = {
-        "default": "secrets_app.rotators.random_urlsafe",
+        "internal": "secrets_app.rotators.random_urlsafe",
         "flaky": "secrets_app.tests.rotators.broken_rotator",
     }
     return "flaky"

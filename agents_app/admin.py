@@ -16,14 +16,41 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from agents_app.models import Agent, SecretGrant
-from agents_app.services import Credentials, agent_environment, issue_credentials
+from agents_app.services import (
+    Credentials,
+    agent_environment,
+    credential_history,
+    issue_credentials,
+)
+from audit_app import services as audit
 from audit_app.admin_mixins import AuditedModelAdmin
+
+#: Each of these lets its holder read what an agent may read (docs/secrets.md).
+ISSUE = "agents_app.issue_credentials"
+PUBLIC_KEY = "agents_app.change_public_key"
+GRANTS = "agents_app.manage_grants"
 
 
 class SecretGrantInline(admin.TabularInline):  # type: ignore[type-arg]
+    """An agent's grants: shown to whoever may see the agent, edited only with ``GRANTS``."""
+
     model = SecretGrant
     extra = 1
     fields = ("pattern",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(GRANTS)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(GRANTS)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(GRANTS)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("agents_app.view_agent") or request.user.has_perm(
+            "agents_app.change_agent"
+        )
 
 
 @admin.register(Agent)
@@ -37,6 +64,31 @@ class AgentAdmin(AuditedModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).prefetch_related("grants")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Adding an agent issues its credentials.
+        return super().has_add_permission(request) and request.user.has_perm(ISSUE)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is not None and not request.user.has_perm(PUBLIC_KEY):
+            fields += ("public_key",)
+        return fields
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        agent = self.get_object(request, object_id)
+        context = {
+            **(extra_context or {}),
+            "may_issue_credentials": request.user.has_perm(ISSUE),
+            "credential_history": credential_history(agent) if agent is not None else [],
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
     @admin.display(boolean=True, description="Sealed delivery")
     def sealed(self, obj: Agent) -> bool:
@@ -62,6 +114,10 @@ class AgentAdmin(AuditedModelAdmin):
                 obj.set_new_token(), obj.set_new_redis_password()
             )
         super().save_model(request, obj, form, change)
+        if not change:
+            audit.record(
+                "agents.token", request.user, f"agent:{obj.name}", "issue", request=request
+            )
 
     def response_add(
         self, request: HttpRequest, obj: Agent, post_url_continue: Any = None
@@ -73,7 +129,16 @@ class AgentAdmin(AuditedModelAdmin):
 
     def regenerate_token_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         agent = get_object_or_404(Agent, pk=pk)
-        if not self.has_change_permission(request, agent):
+        if not (self.has_change_permission(request, agent) and request.user.has_perm(ISSUE)):
+            audit.record(
+                "agents.token",
+                request.user,
+                f"agent:{agent.name}",
+                "regenerate",
+                False,
+                request,
+                "not permitted to issue credentials",
+            )
             raise PermissionDenied
         credentials = issue_credentials(agent, actor=request.user, request=request)
         return self._token_page(request, agent, credentials)

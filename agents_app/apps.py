@@ -18,6 +18,10 @@ class AgentsConfig(AppConfig):
         post_save.connect(_provision, sender=Agent, dispatch_uid="provision_agent")
         post_delete.connect(_deprovision, sender=Agent, dispatch_uid="deprovision_agent")
 
+        from agents_app import audit_signals
+
+        audit_signals.connect()
+
 
 def _forget(**kwargs: object) -> None:
     from django.db import transaction

@@ -61,6 +61,13 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Beyond "change agent" (docs/secrets.md, "Who may issue credentials"): each of these
+        # lets its holder read what the agent may read, so none comes with changing an agent.
+        permissions = [
+            ("issue_credentials", "Can add agents and issue or regenerate their credentials"),
+            ("change_public_key", "Can change an agent's public key"),
+            ("manage_grants", "Can give and take an agent's secret grants"),
+        ]
 
     def __str__(self) -> str:
         return self.name

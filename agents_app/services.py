@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -46,6 +47,19 @@ def create_agent(
             grant.save()
     audit.record("agents.create", actor, f"agent:{name}", "create", grants=grants)
     return agent, credentials
+
+
+def credential_history(agent: Agent, limit: int = 20) -> list[Any]:
+    """The newest audit rows of what lets someone read this agent's secrets: its creation,
+    credentials issued, public key and grant changes, refusals included."""
+    from agents_app.audit_signals import EVENTS
+    from audit_app.models import AuditLog
+
+    return list(
+        AuditLog.objects.filter(resource=f"agent:{agent.name}", event_type__in=EVENTS).order_by(
+            "-id"
+        )[:limit]
+    )
 
 
 def issue_credentials(

@@ -43,7 +43,7 @@ def _name(obj: Model) -> str:
 def _only_last_login(kwargs: dict[str, Any]) -> bool:
     """Django saves ``last_login`` at every log-in: that is audited as the log-in itself."""
     fields = kwargs.get("update_fields")
-    return fields is not None and 0 < len(fields) and set(fields) <= {"last_login"}
+    return fields is not None and len(fields) > 0 and set(fields) <= {"last_login"}
 
 
 def before_user_save(sender: type[User], instance: User, **kwargs: Any) -> None:

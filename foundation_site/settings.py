@@ -313,9 +313,9 @@ SECRETS_VAULT_MOUNT = env.str("SECRETS_VAULT_MOUNT", default="secret")
 SECRETS_VAULT_PREFIX = env.str("SECRETS_VAULT_PREFIX", default="foundation")
 # Versions KV v2 keeps per secret (its own default is 10); older ones cannot be rolled back to.
 SECRETS_VAULT_MAX_VERSIONS = env_int("SECRETS_VAULT_MAX_VERSIONS", 100, minimum=1)
-# Rotators by provider (dotted paths to callables taking the SecretMetadata, returning a value);
-# "default" serves every provider not listed.
-SECRETS_ROTATORS: dict[str, str] = {"default": "secrets_app.rotators.random_urlsafe"}
+# Rotators by provider (dotted paths to callables taking the SecretMetadata, returning a value).
+# Only these providers rotate; the others' due secrets get reminders (docs/secrets.md).
+SECRETS_ROTATORS: dict[str, str] = {"internal": "secrets_app.rotators.random_urlsafe"}
 SECRETS_ROTATION_CRON = env.str("SECRETS_ROTATION_CRON", default="*/15 * * * *")
 # How long the site keeps a secret version's value in process memory (0: never).
 SECRETS_SITE_CACHE_SECONDS = env_int("SECRETS_SITE_CACHE_SECONDS", 300)

@@ -24,6 +24,7 @@ from secrets_app import services
 from secrets_app.exceptions import SecretsError
 from secrets_app.forms import SecretCreateForm, SetValueForm
 from secrets_app.models import SecretMetadata, SecretVersion
+from secrets_app.rotators import get_rotator
 
 
 class RotationDueFilter(admin.SimpleListFilter):
@@ -79,6 +80,12 @@ class SecretMetadataAdmin(AuditedModelAdmin):
         if due is None:
             return "no policy"
         if due <= timezone.now():
+            if get_rotator(obj.provider) is None:
+                return format_html(
+                    '<strong style="color:#ba2121">due since {}: set a new value</strong>'
+                    " (no rotator for its provider)",
+                    due.date(),
+                )
             return format_html('<strong style="color:#ba2121">due since {}</strong>', due.date())
         return f"due {due.date()}"
 

@@ -21,8 +21,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
     problems: list[checks.CheckMessage] = []
     rotators = settings.SECRETS_ROTATORS
-    if "default" not in rotators:
-        problems.append(checks.Error("SECRETS_ROTATORS needs a 'default' entry", id="secrets.E001"))
+    if "default" in rotators:
+        problems.append(
+            checks.Warning(
+                "SECRETS_ROTATORS['default'] serves nothing: only the providers listed rotate",
+                hint="name each provider; the built-in random rotator is for 'internal'",
+                id="secrets.W001",
+            )
+        )
     for provider, path in rotators.items():
         try:
             import_string(path)

@@ -23,7 +23,13 @@ class SecretCreateForm(forms.Form):
     secret_name = forms.CharField(max_length=100, validators=[validate_secret_name])
     value = SecretValueField()
     storage_backend = forms.ChoiceField(choices=Backend.choices)
-    provider = forms.CharField(max_length=50, required=False, help_text="openai, postgres, ...")
+    provider = forms.CharField(
+        max_length=50,
+        required=False,
+        help_text="openai, postgres, ...; 'internal' for a password the foundation owns and "
+        "rotates itself. Only providers with a rotator (SECRETS_ROTATORS) rotate; the others "
+        "are shown due when their policy says so.",
+    )
     rotation_policy_days = forms.IntegerField(
         min_value=0, required=False, initial=90, help_text="Empty or 0: never rotate automatically."
     )

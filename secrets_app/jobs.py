@@ -15,5 +15,10 @@ def rotate_due_secrets() -> dict[str, list[str]]:
     Also ``manage.py rotate_due_secrets``.
     """
     report = services.rotate_due()
-    logger.info("rotation run: %d rotated, %d failed", len(report.rotated), len(report.failed))
-    return {"rotated": report.rotated, "failed": report.failed}
+    logger.info(
+        "rotation run: %d rotated, %d failed, %d reminded",
+        len(report.rotated),
+        len(report.failed),
+        len(report.reminded),
+    )
+    return {"rotated": report.rotated, "failed": report.failed, "reminded": report.reminded}

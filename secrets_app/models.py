@@ -88,6 +88,8 @@ class SecretMetadata(models.Model):
     current_version = models.IntegerField(null=True, blank=True)
     last_read_at = models.DateTimeField(null=True, blank=True)
     last_read_by = models.CharField(max_length=100, null=True, blank=True)
+    # When the scheduler last said a secret no rotator can rotate is due: one reminder a period.
+    rotation_reminded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "secrets_metadata"

@@ -199,8 +199,14 @@ def rotate(secret: SecretMetadata, *, actor: object, request: HttpRequest | None
     """Rotate now through the provider's rotator. On failure the current version keeps serving."""
     name = secret.secret_name
     try:
+        rotator = get_rotator(secret.provider)
+        if rotator is None:
+            raise RotationFailed(
+                f"no rotator is registered for provider {secret.provider or '(none)'!r}: "
+                "make the new credential at the provider and set it as a new value"
+            )
         try:
-            value = get_rotator(secret.provider)(secret)
+            value = rotator(secret)
         except SecretsError:
             raise
         except Exception as exc:
@@ -308,13 +314,38 @@ def due_for_rotation(now: datetime | None = None) -> list[SecretMetadata]:
 class RotationReport:
     rotated: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    reminded: list[str] = field(default_factory=list)
+
+
+def remind(secret: SecretMetadata, actor: object) -> bool:
+    """Say once per due period that a secret no rotator can rotate is due: an audit row, and
+    the admin shows it due. Returns whether a reminder was given now."""
+    due = secret.rotation_due_at()
+    if due is None or (secret.rotation_reminded_at and secret.rotation_reminded_at >= due):
+        return False
+    SecretMetadata.objects.filter(pk=secret.pk).update(rotation_reminded_at=timezone.now())
+    audit.record(
+        "secrets.rotation_due",
+        actor,
+        audit_resource(secret.secret_name),
+        "remind",
+        None,
+        provider=secret.provider,
+        due=due.isoformat(),
+    )
+    return True
 
 
 def rotate_due(actor: object = "rotation-scheduler") -> RotationReport:
-    """Rotate every secret past its policy. One failure never stops the others; a failed secret
-    keeps its ``last_rotated`` and so is tried again on the next run."""
+    """Rotate every secret past its policy whose provider has a rotator; remind of the others.
+    One failure never stops the others; a failed secret keeps its ``last_rotated`` and so is
+    tried again on the next run."""
     report = RotationReport()
     for secret in due_for_rotation():
+        if get_rotator(secret.provider) is None:
+            if remind(secret, actor):
+                report.reminded.append(secret.secret_name)
+            continue
         try:
             rotate(secret, actor=actor)
         except SecretsError as exc:

@@ -110,7 +110,13 @@ def constraints(table: str):
 
 # Columns added beyond the seed, each for a documented reason (docs/architecture.md).
 EXTRA_COLUMNS = {
-    "secrets_metadata": {"description", "current_version", "last_read_at", "last_read_by"},
+    "secrets_metadata": {
+        "description",
+        "current_version",
+        "last_read_at",
+        "last_read_by",
+        "rotation_reminded_at",
+    },
     "message_logs": {"correlation_id", "attempt", "event_id", "traceparent"},
 }
 

@@ -113,6 +113,7 @@ def test_a_canary_value_leaks_nowhere(
             {
                 "secret_name": "canary_secret",
                 "value": canary,
+                "provider": "internal",
                 "storage_backend": backend,
                 "rotation_policy_days": "1",
             },

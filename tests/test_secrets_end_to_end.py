@@ -75,7 +75,12 @@ def test_a_rotation_reaches_a_running_agent_within_a_second(
     live_server, make_agent, vault_prefix, admin_user, rq_burst
 ):
     secret = services.create_secret(
-        "rotating_key", "value-before", actor=admin_user, backend="vault", rotation_policy_days=30
+        "rotating_key",
+        "value-before",
+        actor=admin_user,
+        backend="vault",
+        provider="internal",
+        rotation_policy_days=30,
     )
     SecretMetadata.objects.filter(pk=secret.pk).update(
         last_rotated=timezone.now() - timedelta(days=31)
@@ -87,7 +92,7 @@ def test_a_rotation_reaches_a_running_agent_within_a_second(
         async with SecretsClient(client_settings(live_server, token), ttl=3600) as client:
             assert await client.get("rotating_key") == "value-before"
             report = await asyncio.to_thread(run_rotation_job, rq_burst)
-            assert report == {"rotated": ["rotating_key"], "failed": []}
+            assert report == {"rotated": ["rotating_key"], "failed": [], "reminded": []}
             rotated_at = time.monotonic()
             while True:
                 value = await client.get("rotating_key")
@@ -119,11 +124,11 @@ def test_a_failed_rotation_is_retried_on_the_next_run(
     SecretMetadata.objects.filter(pk=secret.pk).update(
         last_rotated=timezone.now() - timedelta(days=2)
     )
-    assert run_rotation_job(rq_burst) == {"rotated": [], "failed": ["flaky_key"]}
+    assert run_rotation_job(rq_burst) == {"rotated": [], "failed": ["flaky_key"], "reminded": []}
     assert services.read_value(secret) == "keeps-serving"
-    settings.SECRETS_ROTATORS = {"default": "secrets_app.rotators.random_urlsafe"}
-    assert run_rotation_job(rq_burst) == {"rotated": ["flaky_key"], "failed": []}
-    assert run_rotation_job(rq_burst) == {"rotated": [], "failed": []}  # no longer due
+    settings.SECRETS_ROTATORS = {"flaky": "secrets_app.rotators.random_urlsafe"}  # mended
+    assert run_rotation_job(rq_burst) == {"rotated": ["flaky_key"], "failed": [], "reminded": []}
+    assert run_rotation_job(rq_burst) == {"rotated": [], "failed": [], "reminded": []}
     outcomes = list(
         AuditLog.objects.filter(event_type="secrets.rotate")
         .order_by("id")

@@ -147,3 +147,78 @@ def test_grant_patterns_are_checked_segment_by_segment(pattern, valid):
     else:
         with pytest.raises(ValidationError):
             grant.full_clean()
+
+
+def _staff_client(*codenames: str):
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    user = User.objects.create_user("agent_staff", password="pw-agent-staff", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_changing_agents_does_not_let_a_staff_user_issue_credentials_or_grants():
+    """Finding 1 of the review: change_agent alone let a staff user regenerate a token (or swap
+    the public key, or add a '*' grant) and read every secret the agent may read."""
+    from agents_app.services import create_agent
+
+    agent, _ = create_agent("ai_manager", actor="setup", public_key="", grants=["prod/db"])
+    client = _staff_client(
+        "view_agent", "change_agent", "add_agent", "add_secretgrant", "change_secretgrant"
+    )
+    before = Agent.objects.get(pk=agent.pk).token_hash
+    assert client.post(f"/admin/agents_app/agent/{agent.pk}/regenerate-token/").status_code == 403
+    assert client.get("/admin/agents_app/agent/add/").status_code == 403
+    public = "A" * 43 + "="
+    response = client.post(
+        f"/admin/agents_app/agent/{agent.pk}/change/",
+        {
+            "name": "ai_manager",
+            "description": "",
+            "is_active": "on",
+            "public_key": public,
+            "grants-TOTAL_FORMS": "2",
+            "grants-INITIAL_FORMS": "1",
+            "grants-0-id": str(agent.grants.get().pk),
+            "grants-0-agent": str(agent.pk),
+            "grants-0-pattern": "*",
+            "grants-1-agent": str(agent.pk),
+            "grants-1-pattern": "*",
+        },
+    )
+    assert response.status_code in (200, 302)
+    agent.refresh_from_db()
+    assert agent.token_hash == before
+    assert agent.public_key == ""
+    assert list(agent.grants.values_list("pattern", flat=True)) == ["prod/db"]
+
+
+def test_each_credential_act_is_audited_and_listed_on_the_agents_page(admin_client):
+    from agents_app.services import create_agent
+    from audit_app.models import AuditLog
+
+    agent, _ = create_agent("ai_manager", actor="setup", grants=["prod/db"])
+    admin_client.post(f"/admin/agents_app/agent/{agent.pk}/regenerate-token/")
+    agent.public_key = "B" * 43 + "="
+    agent.save()
+    agent.grants.get().delete()
+    SecretGrant.objects.create(agent=agent, pattern="*")
+    rows = list(
+        AuditLog.objects.filter(resource="agent:ai_manager")
+        .order_by("id")
+        .values_list("event_type", "action")
+    )
+    assert rows == [
+        ("agents.grant", "add"),
+        ("agents.create", "create"),
+        ("agents.token", "regenerate"),
+        ("agents.public_key", "change"),
+        ("agents.grant", "remove"),
+        ("agents.grant", "add"),
+    ]
+    page = admin_client.get(f"/admin/agents_app/agent/{agent.pk}/change/").content.decode()
+    assert page.count("agents.grant") == 3
+    assert "regenerate" in page

@@ -25,7 +25,9 @@ def url(name: str, *args: object) -> str:
 
 @pytest.fixture
 def secret(admin_user):
-    return services.create_secret("db_password", "first-value", actor=admin_user, backend="local")
+    return services.create_secret(
+        "db_password", "first-value", actor=admin_user, backend="local", provider="internal"
+    )
 
 
 def test_creating_a_secret_stores_the_value_and_never_echoes_it(admin_client, vault_prefix):
@@ -206,3 +208,14 @@ def test_the_value_is_marked_sensitive_for_error_reports(admin_client):
     assert list(response.wsgi_request.sensitive_post_parameters) == ["value"]
     cleaned = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
     assert cleaned["value"] != "never-in-reports"
+
+
+def test_a_due_secret_no_rotator_can_rotate_says_to_set_a_new_value(admin_client, secret):
+    SecretMetadata.objects.filter(pk=secret.pk).update(
+        provider="openai", last_rotated=timezone.now() - timedelta(days=100)
+    )
+    html = admin_client.get(CHANGELIST).content.decode()
+    assert "set a new value" in html
+    response = admin_client.post(url("secrets_app_secret_rotate", secret.pk), follow=True)
+    assert b"no rotator is registered for provider" in response.content
+    assert services.read_value(secret) == "first-value"

@@ -21,7 +21,7 @@ def make_due(secret: SecretMetadata) -> None:
 
 def test_rotate_due_secrets_rotates_only_what_is_due(admin_user):
     due = services.create_secret(
-        "due", "v", actor=admin_user, backend="local", rotation_policy_days=7
+        "due", "v", actor=admin_user, backend="local", provider="internal", rotation_policy_days=7
     )
     services.create_secret("fresh", "v", actor=admin_user, backend="local", rotation_policy_days=7)
     services.create_secret("never", "v", actor=admin_user, backend="local", rotation_policy_days=0)
@@ -29,7 +29,7 @@ def test_rotate_due_secrets_rotates_only_what_is_due(admin_user):
     out = StringIO()
     call_command("rotate_due_secrets", stdout=out)
     assert "rotated due" in out.getvalue()
-    assert "1 rotated, 0 failed" in out.getvalue()
+    assert "1 rotated, 0 failed, 0 reminded" in out.getvalue()
     assert dict(SecretMetadata.objects.values_list("secret_name", "current_version")) == {
         "due": 2,
         "fresh": 1,
@@ -42,7 +42,7 @@ def test_rotate_due_secrets_exits_non_zero_when_one_fails(admin_user, flaky_rota
         "bad", "v", actor=admin_user, backend="local", provider="flaky", rotation_policy_days=1
     )
     good = services.create_secret(
-        "good", "v", actor=admin_user, backend="local", rotation_policy_days=1
+        "good", "v", actor=admin_user, backend="local", provider="internal", rotation_policy_days=1
     )
     make_due(bad)
     make_due(good)
@@ -76,9 +76,11 @@ def test_system_checks_catch_bad_secrets_settings(settings):
 
     assert check_settings() == []
     settings.SECRETS_ROTATORS = {"openai": "no.such.module.rotate"}
-    ids = {m.id for m in check_settings()}
-    assert ids == {"secrets.E001", "secrets.E002"}
+    assert {m.id for m in check_settings()} == {"secrets.E002"}
+    # The old fallback entry serves nothing now: said, not silently ignored.
     settings.SECRETS_ROTATORS = {"default": "secrets_app.rotators.random_urlsafe"}
+    assert {m.id for m in check_settings()} == {"secrets.W001"}
+    settings.SECRETS_ROTATORS = {"internal": "secrets_app.rotators.random_urlsafe"}
     settings.VAULT_TOKEN = None
     settings.VAULT_ROLE_ID = None
     assert [m.id for m in check_settings()] == ["secrets.W001"]

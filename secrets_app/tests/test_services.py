@@ -66,7 +66,9 @@ def test_rollback_to_a_missing_version_fails_and_changes_nothing(backend, admin_
 
 
 def test_rotation_makes_a_random_new_value(backend, admin_user):
-    secret = services.create_secret("shared_key", "initial", actor=admin_user, backend=backend)
+    secret = services.create_secret(
+        "shared_key", "initial", actor=admin_user, backend=backend, provider="internal"
+    )
     assert services.rotate(secret, actor="scheduler") == 2
     value = services.read_value(secret)
     assert value != "initial"
@@ -238,10 +240,15 @@ def test_an_unexpected_rotation_crash_does_not_stop_the_others(settings, admin_u
     from django.utils import timezone
 
     first = services.create_secret(
-        "first", "v", actor=admin_user, backend="local", rotation_policy_days=1
+        "first", "v", actor=admin_user, backend="local", provider="internal", rotation_policy_days=1
     )
     second = services.create_secret(
-        "second", "v", actor=admin_user, backend="local", rotation_policy_days=1
+        "second",
+        "v",
+        actor=admin_user,
+        backend="local",
+        provider="internal",
+        rotation_policy_days=1,
     )
     SecretMetadata.objects.update(last_rotated=timezone.now() - timedelta(days=2))
     real_rotate = services.rotate
@@ -257,3 +264,49 @@ def test_an_unexpected_rotation_crash_does_not_stop_the_others(settings, admin_u
     row = AuditLog.objects.get(event_type="secrets.rotate", success=False)
     assert row.error_message == "internal error (RuntimeError)"
     del first, second
+
+
+def test_a_provider_without_a_rotator_is_never_rotated_only_reminded(admin_user):
+    """Finding 7 of the review: an OpenAI key past its 90 days was replaced by random text, and
+    the real key, which lives at OpenAI, was lost to the agents."""
+    from datetime import timedelta
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    key = services.create_secret(
+        "openai_api_key", "sk-real", actor=admin_user, backend="local", provider="openai"
+    )
+    SecretMetadata.objects.update(last_rotated=timezone.now() - timedelta(days=91))
+    key.refresh_from_db()
+    with pytest.raises(RotationFailed, match="no rotator is registered for provider 'openai'"):
+        services.rotate(key, actor=admin_user)
+    report = services.rotate_due()
+    assert (report.rotated, report.failed, report.reminded) == ([], [], ["openai_api_key"])
+    assert services.read_value(key) == "sk-real"
+    assert services.rotate_due().reminded == []  # once per due period, not once per run
+    reminders = AuditLog.objects.filter(event_type="secrets.rotation_due")
+    assert [(r.resource, r.action, r.metadata["provider"]) for r in reminders] == [
+        ("secret:openai_api_key", "remind", "openai")
+    ]
+    # A new value starts the period again; when it is due once more, one more reminder.
+    services.set_value(key, "sk-new", actor=admin_user)
+    assert services.rotate_due().reminded == []
+    ninety_one_days_pass = timedelta(days=91)
+    SecretMetadata.objects.update(
+        last_rotated=F("last_rotated") - ninety_one_days_pass,
+        rotation_reminded_at=F("rotation_reminded_at") - ninety_one_days_pass,
+    )
+    assert services.rotate_due().reminded == ["openai_api_key"]
+    assert services.read_value(key) == "sk-new"
+
+
+def test_a_secret_without_a_provider_is_not_rotated_either(admin_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    services.create_secret("legacy", "kept", actor=admin_user, backend="local")
+    SecretMetadata.objects.update(last_rotated=timezone.now() - timedelta(days=91))
+    assert services.rotate_due().reminded == ["legacy"]
+    assert services.read_value(SecretMetadata.objects.get()) == "kept"

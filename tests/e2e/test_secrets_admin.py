@@ -37,16 +37,16 @@ def test_create_rotate_and_roll_back_without_ever_seeing_the_value(logged_in, va
 
     page.click("#content-main tr.model-secretmetadata a.addlink")
     remember()
-    page.fill("#id_secret_name", "openai_api_key")
+    page.fill("#id_secret_name", "webhook_signing_key")
     page.fill("#id_value", canary)
     assert page.get_attribute("#id_value", "type") == "password"
     page.select_option("#id_storage_backend", "vault")
-    page.fill("#id_provider", "openai")
+    page.fill("#id_provider", "internal")  # the foundation rotates its own
     page.click("input[type=submit]")
 
-    page.wait_for_selector("text=Secret openai_api_key created (version 1).")
+    page.wait_for_selector("text=Secret webhook_signing_key created (version 1).")
     remember()
-    secret = SecretMetadata.objects.get(secret_name="openai_api_key")
+    secret = SecretMetadata.objects.get(secret_name="webhook_signing_key")
     assert services.read_value(secret) == canary
 
     page.click("button.rotate-now")
@@ -69,7 +69,7 @@ def test_create_rotate_and_roll_back_without_ever_seeing_the_value(logged_in, va
 
     page.goto("/admin/secrets_app/secretmetadata/")
     remember()
-    assert "openai_api_key" in page.content()
+    assert "webhook_signing_key" in page.content()
     page.goto(f"/admin/secrets_app/secretmetadata/{secret.pk}/set-value/")
     remember()
     assert page.input_value("#id_value") == ""

@@ -10,7 +10,10 @@ from secrets_app import services
 
 
 class Command(BaseCommand):
-    help = "Rotate every secret whose rotation policy says it is due."
+    help = (
+        "Rotate every due secret whose provider has a rotator; remind (audit) of the other due "
+        "ones once per period."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = services.rotate_due(actor="manage.py rotate_due_secrets")
@@ -20,6 +23,11 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"FAILED  {name} (the current version keeps serving; see the audit log)"
             )
-        self.stdout.write(f"{len(report.rotated)} rotated, {len(report.failed)} failed")
+        for name in report.reminded:
+            self.stdout.write(f"due     {name} (no rotator for its provider: set a new value)")
+        self.stdout.write(
+            f"{len(report.rotated)} rotated, {len(report.failed)} failed, "
+            f"{len(report.reminded)} reminded"
+        )
         if report.failed:
             raise CommandError(f"{len(report.failed)} rotation(s) failed")

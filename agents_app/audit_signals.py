@@ -1,0 +1,66 @@
+"""What lets someone read an agent's secrets, audited wherever it changes: a new public key, a
+grant given or taken (the admin, the ORM, ``create_agent``). Credentials issued are audited where
+they are issued (``agents_app.services``). The actor is the signed-in user of the request being
+served, else ``(system)``; all of it is listed on the agent's admin page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save, pre_save
+
+from agents_app.models import Agent, SecretGrant
+from audit_app import services
+from audit_app.middleware import current_request
+
+#: The audit events the agent's page lists as its credential history.
+EVENTS = ("agents.create", "agents.token", "agents.public_key", "agents.grant")
+
+
+def _record(event: str, agent_name: str, action: str, **metadata: Any) -> None:
+    request = current_request()
+    user = getattr(request, "user", None)
+    actor: object = user if user is not None and user.is_authenticated else "(system)"
+    services.record(event, actor, f"agent:{agent_name}", action, request=request, **metadata)
+
+
+def before_agent_save(sender: type[Agent], instance: Agent, **kwargs: Any) -> None:
+    instance._audit_key_before = (  # type: ignore[attr-defined]
+        None
+        if instance.pk is None
+        else sender.objects.filter(pk=instance.pk).values_list("public_key", flat=True).first()
+    )
+
+
+def after_agent_save(sender: type[Agent], instance: Agent, created: bool, **kwargs: Any) -> None:
+    before = getattr(instance, "_audit_key_before", None)
+    if not created and before is not None and before != instance.public_key:
+        _record(
+            "agents.public_key",
+            instance.name,
+            "change" if instance.public_key else "remove",
+            had_key=bool(before),
+        )
+
+
+def after_grant_save(
+    sender: type[SecretGrant], instance: SecretGrant, created: bool, **kwargs: Any
+) -> None:
+    _record(
+        "agents.grant",
+        instance.agent.name,
+        "add" if created else "change",
+        pattern=instance.pattern,
+    )
+
+
+def after_grant_delete(sender: type[SecretGrant], instance: SecretGrant, **kwargs: Any) -> None:
+    agent = Agent.objects.filter(pk=instance.agent_id).values_list("name", flat=True).first()
+    _record("agents.grant", agent or "(deleted)", "remove", pattern=instance.pattern)
+
+
+def connect() -> None:
+    pre_save.connect(before_agent_save, sender=Agent, dispatch_uid="audit_agent_key_before")
+    post_save.connect(after_agent_save, sender=Agent, dispatch_uid="audit_agent_key")
+    post_save.connect(after_grant_save, sender=SecretGrant, dispatch_uid="audit_grant_save")
+    post_delete.connect(after_grant_delete, sender=SecretGrant, dispatch_uid="audit_grant_delete")
