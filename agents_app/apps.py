@@ -27,11 +27,13 @@ def _forget(**kwargs: object) -> None:
     from django.db import transaction
 
     from agents_app.services import forget_agents
+    from foundation_site import notices
 
     forget_agents()
     # Again once the change is visible to other connections, in case a read in between cached
-    # the old state.
+    # the old state; and in every other site process (a revocation takes effect everywhere).
     transaction.on_commit(forget_agents)
+    notices.publish_on_commit({"agents": True})
 
 
 def _provision(instance: object, **kwargs: object) -> None:

@@ -111,8 +111,9 @@ def authenticate(token: str | None) -> Agent | None:
     """The agent holding this token (with its grants loaded), or None. A disabled agent is
     returned too, so that its refused reads are audited under its name.
 
-    Results are kept in this process for ``AGENT_AUTH_CACHE_SECONDS``: a change made in this
-    process clears them at once, another process sees it within that many seconds.
+    Results are kept in this process for ``AGENT_AUTH_CACHE_SECONDS``; any change to an agent
+    or a grant, in any site process, clears them at once (``foundation_site.notices``), and
+    the TTL bounds what a missed notice could leave.
     """
     if not token:
         return None
@@ -125,6 +126,9 @@ def authenticate(token: str | None) -> Agent | None:
     agent = Agent.objects.filter(token_hash=token_hash).prefetch_related("grants").first()
     ttl = settings.AGENT_AUTH_CACHE_SECONDS
     if ttl > 0:
+        from foundation_site import notices
+
+        notices.ensure_listening()  # other processes' revocations reach this cache at once
         with _auth_lock:
             if len(_auth_cache) > 10_000:
                 _auth_cache.clear()

@@ -19,6 +19,7 @@ from django.utils import timezone
 from agents_app.models import Agent
 from audit_app import services as audit
 from foundation_client.protocol import SECRETS_ROTATION_CHANNEL, RotationNotice
+from foundation_site import notices
 from foundation_site.redis_client import get_wire
 from secrets_app import value_cache
 from secrets_app.backends import get_backend
@@ -42,8 +43,11 @@ def audit_resource(name: str) -> str:
     return f"secret:{name}" if is_secret_name(name) else "secret:(invalid name)"
 
 
-def announce(name: str, version: int) -> None:
-    """Tell agents a secret has a new current version, once the change is committed."""
+def announce(name: str, version: int, secret_id: int | None = None) -> None:
+    """Tell agents a secret has a new current version, once the change is committed; and every
+    site process, whose value caches then drop the older versions (all of them: deleted)."""
+    if secret_id is not None:
+        notices.publish_on_commit({"secret_id": secret_id, "version": version})
 
     def publish() -> None:
         try:
@@ -131,7 +135,7 @@ def _new_version(
             rolled_back_from=rolled_back_from,
             created_by=audit.actor_name(actor) or "?",
         )
-        announce(locked.secret_name, version)
+        announce(locked.secret_name, version, locked.pk)
     secret.refresh_from_db()
     return version
 
@@ -231,7 +235,7 @@ def delete_secret(
             # Rows first: if the backend then fails, the deletion rolls back whole.
             SecretMetadata.objects.filter(pk=secret.pk).delete()
             get_backend(secret.storage_backend).destroy(secret)
-            announce(name, 0)
+            announce(name, 0, secret.pk)
         value_cache.forget(secret.pk)
     except SecretsError as exc:
         audit.record("secrets.delete", actor, audit_resource(name), "delete", False, request, exc)

@@ -34,14 +34,32 @@ def get(secret_id: int, version: int) -> str | None:
 
 
 def put(secret_id: int, version: int, value: str) -> None:
+    """Keep a version's value; an older version than one kept is not kept (a rollback reads
+    one), and a newer one makes the older ones go."""
     ttl = settings.SECRETS_SITE_CACHE_SECONDS
     if ttl <= 0:
         return
+    from foundation_site import notices
+
+    notices.ensure_listening()  # other processes' changes reach this cache at once
     with _lock:
+        kept = [k for k in _entries if k[0] == secret_id]
+        if any(v > version for _, v in kept):
+            return
+        for key in kept:
+            if key[1] < version:
+                del _entries[key]
         _entries[(secret_id, version)] = (value, time.monotonic() + ttl)
         _entries.move_to_end((secret_id, version))
         while len(_entries) > _MAX_ENTRIES:
             _entries.popitem(last=False)
+
+
+def forget_older(secret_id: int, version: int) -> None:
+    """Drop a secret's versions older than ``version`` (0: the secret was deleted, drop all)."""
+    with _lock:
+        for key in [k for k in _entries if k[0] == secret_id and (version == 0 or k[1] < version)]:
+            del _entries[key]
 
 
 def forget(secret_id: int | None = None) -> None:

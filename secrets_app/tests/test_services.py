@@ -310,3 +310,20 @@ def test_a_secret_without_a_provider_is_not_rotated_either(admin_user):
     SecretMetadata.objects.update(last_rotated=timezone.now() - timedelta(days=91))
     assert services.rotate_due().reminded == ["legacy"]
     assert services.read_value(SecretMetadata.objects.get()) == "kept"
+
+
+def test_the_value_cache_keeps_no_version_older_than_the_newest(settings):
+    from secrets_app import value_cache
+
+    settings.SECRETS_SITE_CACHE_SECONDS = 60
+    value_cache.forget()
+    value_cache.put(7, 1, "one")
+    value_cache.put(7, 2, "two")  # newer: the older goes
+    assert (value_cache.get(7, 1), value_cache.get(7, 2)) == (None, "two")
+    value_cache.put(7, 1, "one")  # a rollback's read of an old version is not kept
+    assert value_cache.get(7, 1) is None
+    value_cache.forget_older(7, 3)
+    assert value_cache.get(7, 2) is None
+    value_cache.put(8, 1, "x")
+    value_cache.forget_older(8, 0)  # deleted
+    assert value_cache.get(8, 1) is None
