@@ -11,7 +11,9 @@ message that names the cause and never carries a value.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -25,7 +27,12 @@ from secrets_app.models import SecretMetadata, secret_name_segments
 
 T = TypeVar("T")
 
+logger = logging.getLogger("foundation.secrets.vault")
+
 _local = threading.local()
+#: A token is renewed (or, for AppRole, logged in again) once this share of its life is left:
+#: renewed before it expires, never on a request that already failed (finding 10 of the review).
+_RENEW_WHEN_LEFT = 1 / 3
 
 
 def _new_client() -> hvac.Client:
@@ -40,13 +47,62 @@ def _new_client() -> hvac.Client:
 
 
 def client() -> hvac.Client:
-    """One hvac client (and its keep-alive connection) per thread."""
+    """One hvac client (and its keep-alive connection) per thread, its token kept alive."""
     existing = getattr(_local, "client", None)
     wanted = (settings.VAULT_ADDR, settings.VAULT_TOKEN, settings.VAULT_ROLE_ID)
     if existing is None or getattr(_local, "config", None) != wanted:
         existing = _local.client = _new_client()
         _local.config = wanted
+        _local.expires, _local.lifetime, _local.renewable = _lifetime(existing)
+    elif _local.expires is not None and (
+        time.monotonic() >= _local.expires - _local.lifetime * _RENEW_WHEN_LEFT
+    ):
+        existing = _keep_alive(existing)
     return existing
+
+
+def _lifetime(vault: hvac.Client) -> tuple[float | None, float, bool]:
+    """When the client's token expires (monotonic time; None: never, or not known), its whole
+    TTL, and whether it is renewable. Unknown if Vault cannot say: the call will tell why."""
+    try:
+        data = vault.auth.token.lookup_self()["data"]
+    except (hvac.exceptions.VaultError, requests.exceptions.RequestException):
+        return None, 0.0, False
+    ttl = float(data.get("ttl") or 0)
+    if ttl <= 0:  # a token that never expires (a root token)
+        return None, 0.0, False
+    return (
+        time.monotonic() + ttl,
+        float(data.get("creation_ttl") or ttl),
+        bool(data.get("renewable")),
+    )
+
+
+def _keep_alive(vault: hvac.Client) -> hvac.Client:
+    """Renew the token for another whole TTL; where Vault will not (not renewable, or at its
+    maximum TTL), log in again with AppRole, or say the token is about to expire."""
+    left = max(0.0, _local.expires - time.monotonic())
+    if _local.renewable:
+        try:
+            auth = vault.auth.token.renew_self(increment=f"{int(_local.lifetime)}s")["auth"]
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
+            logger.warning("could not renew the vault token: %s", type(exc).__name__)
+        else:
+            granted = float(auth.get("lease_duration") or 0)
+            if granted > left:
+                _local.expires = time.monotonic() + granted
+                logger.info("renewed the vault token for %ds", granted)
+                return vault
+    if settings.VAULT_ROLE_ID:
+        reset_client()
+        logger.info("logging in to vault again (AppRole): the token expires in %ds", left)
+        return client()
+    logger.warning(
+        "the vault token expires in %ds and cannot be renewed: give the site a new VAULT_TOKEN",
+        left,
+    )
+    _local.expires = None  # said once; the calls will fail when it has expired
+    return vault
 
 
 def reset_client() -> None:
