@@ -37,9 +37,9 @@ class AuditLogAdmin(ReadOnlyModelAdmin):
 class SuspiciousActivityAdmin(ReadOnlyModelAdmin):
     """Actors with five or more failures in the last hour, most failures first."""
 
-    list_display = ("actor", "failed_attempts", "last_attempt", "audit_rows")
+    list_display = ("actor", "ip_address", "failed_attempts", "last_attempt", "audit_rows")
     list_display_links = None
-    search_fields = ("actor",)
+    search_fields = ("actor", "ip_address")
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -50,5 +50,5 @@ class SuspiciousActivityAdmin(ReadOnlyModelAdmin):
     @admin.display(description="Audit rows")
     def audit_rows(self, obj: SuspiciousActivity) -> SafeString:
         url = reverse("admin:audit_app_auditlog_changelist")
-        query = urlencode({"actor": obj.actor, "success__exact": "0"})
+        query = urlencode({"actor": obj.actor or "", "success__exact": "0"})
         return format_html('<a href="{}?{}">failures of {}</a>', url, query, obj.actor)

@@ -62,14 +62,18 @@ class AuditLog(models.Model):
 
 
 class SuspiciousActivity(models.Model):
-    """A row of the ``suspicious_activities`` view: an actor with >= 5 failures in the last hour.
+    """A row of the ``suspicious_activities`` view: an actor, from one address, with >= 5
+    failures in the last hour, rate-limited ones included.
 
-    The view is created by migration ``audit_app.0002`` for each database vendor; this model only
-    reads it.
+    The view is created by migrations ``audit_app.0002`` and ``0004`` for each database vendor;
+    this model only reads it.
     """
 
-    actor = models.CharField(max_length=100, primary_key=True)
-    failed_attempts = models.IntegerField()
+    id = models.CharField(max_length=200, primary_key=True)  # actor @ address
+    actor = models.CharField(max_length=100, null=True)
+    ip_address = models.CharField(max_length=45, null=True)
+    # Rows, and what a rate limit refused without a row of its own (its summary row's count).
+    failed_attempts = models.BigIntegerField()
     last_attempt = models.DateTimeField()
 
     class Meta:

@@ -122,6 +122,8 @@ def record(
     success: bool | None = True,
     request: HttpRequest | None = None,
     error: str | BaseException | None = None,
+    *,
+    ip_address: str | None = None,
     **metadata: Any,
 ) -> AuditLog:
     """Append one row to the audit log and return it.
@@ -134,7 +136,7 @@ def record(
         raise ValueError("event_type must be 1 to 50 characters")
     if isinstance(error, BaseException):
         error = f"{type(error).__name__}: {error}"
-    ip_address = user_agent = None
+    user_agent = None
     if request is not None:
         ip_address = client_ip(request)
         user_agent = safe_text(request.META.get("HTTP_USER_AGENT"), _USER_AGENT_MAX)

@@ -25,9 +25,24 @@ def on_login_failed(
     **kwargs: Any,
 ) -> None:
     # Django has already masked the password in ``credentials``; only the user name is kept.
+    from foundation_site import ratelimit
+
+    username = str(credentials.get("username") or "")
+    if request is not None:
+        address = services.client_ip(request) or "-"
+        locked = getattr(request, "_login_locked", None)
+        if locked is not None:
+            kind, key, _ = locked
+            ratelimit.refused(kind, key)  # counted for the lock's summary row, not a row
+            return
+        # Each counts; beyond either limit the failure is counted for the summary row only.
+        by_user = ratelimit.hit("login-user", username)
+        by_address = ratelimit.hit("login-ip", address)
+        if not (by_user.allowed and by_address.allowed):
+            return
     services.record(
         "auth.login",
-        credentials.get("username") or "(blank)",
+        username or "(blank)",
         resource="admin",
         action="login",
         success=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from rq import cron
 
+from foundation_site.ratelimit import flush_refused
 from messaging_app.jobs import purge_message_log
 from secrets_app.jobs import rotate_due_secrets
 
@@ -20,4 +21,11 @@ cron.register(
     queue_name="default",
     cron=settings.MESSAGE_LOG_RETENTION_CRON,
     name="purge_message_log",
+)
+
+cron.register(
+    flush_refused,
+    queue_name="default",
+    cron=settings.RATELIMIT_CRON,
+    name="flush_refused",
 )

@@ -353,6 +353,21 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "admin:login"
+# The admin's log-in refuses, without checking the password, a user name or an address locked
+# by too many failures (foundation_site/ratelimit.py).
+AUTHENTICATION_BACKENDS = ["foundation_site.auth_backends.RateLimitedModelBackend"]
+
+# --- Rate limits (foundation_site/ratelimit.py; `limits` syntax: "20/minute", "5 per 15 minutes")
+# Failed agent authentications per client address, then 429 and one summary audit row.
+RATELIMIT_API_FAILURES = env.str("RATELIMIT_API_FAILURES", default="20/minute")
+# Failed admin log-ins per user name, and per address, before the lock-out.
+RATELIMIT_LOGIN_FAILURES = env.str("RATELIMIT_LOGIN_FAILURES", default="5 per 15 minutes")
+RATELIMIT_LOGIN_ADDRESS_FAILURES = env.str(
+    "RATELIMIT_LOGIN_ADDRESS_FAILURES", default="30 per 15 minutes"
+)
+# Successful secret reads per agent; empty: no quota (agents often share an address).
+RATELIMIT_AGENT_READS = env.str("RATELIMIT_AGENT_READS", default="")
+RATELIMIT_CRON = "* * * * *"  # writing the summary rows of windows that have passed
 
 # --- Reverse proxy --------------------------------------------------------------------------
 # Only behind a reverse proxy that sets X-Forwarded-For / -Proto may they be trusted: the audit

@@ -7,10 +7,12 @@ from django.urls import include, path
 
 from foundation_site import rq_admin, views
 from foundation_site.api import api
+from foundation_site.forms import LockoutAwareLoginForm
 
 admin.site.site_header = "Foundation"
 admin.site.site_title = "Foundation admin"
 admin.site.index_title = "Secrets, messaging, telemetry, configuration and audit"
+admin.site.login_form = LockoutAwareLoginForm
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -17,7 +17,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
 from ninja import Field, Router, Schema, Status
 from ninja.params import P, QueryEx
 from ninja.security import HttpBearer
@@ -32,6 +33,7 @@ from foundation_client.protocol import (
     seal,
     sealing_context,
 )
+from foundation_site import ratelimit
 from secrets_app import services, signing
 from secrets_app.exceptions import (
     AccessDenied,
@@ -49,6 +51,11 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def _too_many(verdict: ratelimit.Verdict, detail: str) -> dict[str, Any]:
+    """A 429's body; both routes also send ``retry_after`` as the ``Retry-After`` header."""
+    return {"detail": detail, "retry_after": verdict.retry_after}
+
+
 def serve_read(
     token: str | None, name: str, nonce: str | None, request: HttpRequest
 ) -> tuple[int, dict[str, Any]]:
@@ -56,6 +63,10 @@ def serve_read(
     that predate signed answers send none, and get an answer signed over an empty nonce."""
     agent = authenticate(token)
     if agent is None:
+        # Per address: beyond the limit, 429 and no row of its own (one summary row later).
+        verdict = ratelimit.hit("api", audit.client_ip(request) or "-")
+        if not verdict.allowed:
+            return 429, _too_many(verdict, "too many failed authentications from this address")
         audit.record(
             "secrets.read",
             "(unknown agent)",
@@ -66,6 +77,10 @@ def serve_read(
             "invalid agent token" if token else "no agent token",
         )
         return 401, {"detail": "Unauthorized"}
+    if settings.RATELIMIT_AGENT_READS:
+        verdict = ratelimit.hit("reads", agent.name)
+        if not verdict.allowed:
+            return 429, _too_many(verdict, "this agent's read quota is used up")
     if nonce is not None and not ANSWER_NONCE.fullmatch(nonce):  # no trailing newline
         audit.record(
             "secrets.read",
@@ -161,6 +176,11 @@ class ErrorOut(Schema):
     detail: str
 
 
+class TooManyOut(Schema):
+    detail: str
+    retry_after: int = Field(description="seconds; also the `Retry-After` header")
+
+
 @router.get(
     "/{path:name}",
     response={
@@ -169,6 +189,7 @@ class ErrorOut(Schema):
         401: ErrorOut,
         403: ErrorOut,
         404: ErrorOut,
+        429: TooManyOut,
         503: ErrorOut,
     },
     auth=AgentToken(),
@@ -195,7 +216,9 @@ def read_secret(
             )
         ),
     ] = None,
-) -> Status[dict[str, Any]]:
+) -> Status[dict[str, Any]] | JsonResponse:
     presented: PresentedToken = request.auth  # type: ignore[attr-defined]
     status, body = serve_read(presented.token, name, nonce, request)
+    if status == 429:
+        return JsonResponse(body, status=429, headers={"Retry-After": str(body["retry_after"])})
     return Status(status, body)

@@ -109,11 +109,8 @@ def test_a_message_is_acknowledged_only_after_its_handler_succeeds():
     assert pending_during_handler == [1]
     assert pending_after == 0
     envelope = seen[0]
-    assert (envelope.id, envelope.sender, envelope.receiver) == (
-        message_id,
-        envelope.sender,
-        envelope.receiver,
-    )
+    # The names the test chose (this once compared the envelope's with themselves).
+    assert (envelope.id, envelope.sender, envelope.receiver) == (message_id, sender, receiver)
     assert envelope.payload == {"hello": "world"}
     assert envelope.correlation_id == "c1"
     assert envelope.attempt == 1

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit_app.models import AuditLog
 from secrets_app import services
-from secrets_app.models import SecretMetadata, SecretVersion
+from secrets_app.models import LocalSecretValue, SecretMetadata, SecretVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -132,6 +132,8 @@ def test_deleting_from_the_admin_removes_the_backend_value(admin_client, secret)
     )
     assert response.status_code == 302
     assert not SecretMetadata.objects.exists()
+    # The backend's value went too (the fixture's secret is in the local backend).
+    assert not LocalSecretValue.objects.filter(secret_id=secret.pk).exists()
     assert AuditLog.objects.get(event_type="secrets.delete").success is True
 
 
@@ -219,3 +221,22 @@ def test_a_due_secret_no_rotator_can_rotate_says_to_set_a_new_value(admin_client
     response = admin_client.post(url("secrets_app_secret_rotate", secret.pk), follow=True)
     assert b"no rotator is registered for provider" in response.content
     assert services.read_value(secret) == "first-value"
+
+
+def test_deleting_a_vault_secret_from_the_admin_destroys_its_vault_entry(
+    admin_client, admin_user, vault_prefix, settings
+):
+    import hvac.exceptions
+
+    from secrets_app.backends import vault
+
+    secret = services.create_secret("vault_doomed", "v", actor=admin_user, backend="vault")
+    path = vault.path_for(secret)
+    read = vault.client().secrets.kv.v2.read_secret_version
+    assert read(path=path, mount_point=settings.SECRETS_VAULT_MOUNT, raise_on_deleted_version=True)
+    response = admin_client.post(
+        url("secrets_app_secretmetadata_delete", secret.pk), {"post": "yes"}
+    )
+    assert response.status_code == 302
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        read(path=path, mount_point=settings.SECRETS_VAULT_MOUNT, raise_on_deleted_version=True)

@@ -144,7 +144,9 @@ def test_an_empty_value_is_refused(admin_user):
     secret = services.create_secret("x", "v", actor=admin_user, backend="local")
     with pytest.raises(InvalidSecret, match="non-empty"):
         services.set_value(secret, "", actor=admin_user)
+    secret.refresh_from_db()  # what the database holds, not what the object was given
     assert secret.current_version == 1
+    assert services.read_value(secret) == "v"
     assert audit_rows("secrets.write") == [("create", False), ("create", True), ("set", False)]
 
 
