@@ -21,6 +21,34 @@ class AuditLogQuerySet(models.QuerySet["AuditLog"]):
         raise AppendOnlyError("DELETE")
 
 
+#: The event types the code writes, as the audit list's event filter suggests them.
+EVENT_TYPES = (
+    "admin.change",
+    "admin.rq",
+    "agents.create",
+    "agents.grant",
+    "agents.provision",
+    "agents.public_key",
+    "agents.token",
+    "auth.account",
+    "auth.change",
+    "auth.login",
+    "auth.logout",
+    "auth.unlock",
+    "db.grant",
+    "messaging.replay",
+    "messaging.retention",
+    "messaging.upgrade",
+    "secrets.delete",
+    "secrets.master_key",
+    "secrets.read",
+    "secrets.rollback",
+    "secrets.rotate",
+    "secrets.rotation_due",
+    "secrets.write",
+)
+
+
 class AuditLog(models.Model):
     """One audited event. Rows are written by ``audit_app.services.record`` and never changed."""
 
@@ -46,6 +74,18 @@ class AuditLog(models.Model):
         indexes = [
             models.Index(fields=["event_type", "created_at"], name="idx_audit_logs_event"),
             models.Index(fields=["actor"], name="idx_audit_logs_actor"),
+            # The audit list at any size (docs/architecture.md, "Audit"): its order; an actor's,
+            # an address's and a resource's rows newest first; and the failures of the last
+            # hour, which Suspicious activity reads, in a partial index of failures only.
+            models.Index(fields=["created_at", "id"], name="idx_audit_logs_created"),
+            models.Index(fields=["actor", "created_at"], name="idx_audit_logs_actor_time"),
+            models.Index(fields=["ip_address", "created_at"], name="idx_audit_logs_address"),
+            models.Index(fields=["resource", "created_at"], name="idx_audit_logs_resource"),
+            models.Index(
+                fields=["created_at"],
+                name="idx_audit_logs_failures",
+                condition=models.Q(success=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -312,6 +312,106 @@ def agents_and_streams(redis_url: str) -> list[str]:
 
 
 # --- the pages ----------------------------------------------------------------------------------
+# The audit log: never pruned, so a year of it. Row g: one of 23 event types (reads are most,
+# an unlock is rare), 200 actors, 100 addresses, 5 % failures; the newest 20,000 rows fall in the
+# last hour, a third of them failures (what Suspicious activity reads).
+AUDIT_EVENTS = (
+    ["secrets.read"] * 70
+    + ["auth.login"] * 10
+    + ["admin.change"] * 5
+    + ["secrets.write"] * 5
+    + ["messaging.replay"] * 3
+    + ["auth.change", "agents.grant", "agents.token", "secrets.rotate", "auth.logout"]
+    + ["secrets.rollback", "db.grant"]
+)
+AUDIT_FILL = """
+INSERT INTO audit_logs (id, event_type, actor, resource, action, ip_address, user_agent, success,
+                        error_message, metadata, created_at)
+SELECT g,
+       (%(events)s::text[])[1 + (hashint8extended(g, 1) & 2147483647) %% 100],
+       CASE WHEN g %% 2 = 0 THEN 'agent-' ELSE 'admin-' END
+           || lpad(((hashint8extended(g, 2) & 2147483647) %% 100)::text, 3, '0'),
+       'secret:prod/key-' || ((hashint8extended(g, 3) & 2147483647) %% 1000),
+       'read',
+       '10.0.' || ((hashint8extended(g, 4) & 2147483647) %% 10) || '.'
+           || ((hashint8extended(g, 5) & 2147483647) %% 10),
+       'agent/1.0',
+       CASE WHEN g > %(last)s - 20000 THEN (hashint8extended(g, 6) & 2147483647) %% 3 <> 0
+            ELSE (hashint8extended(g, 6) & 2147483647) %% 20 <> 0 END,
+       NULL,
+       '{"version": 3}'::jsonb,
+       CASE WHEN g > %(last)s - 20000
+            THEN now() - ((%(last)s - g) * interval '150 milliseconds')
+            ELSE %(start)s + (g * %(step_us)s) * interval '1 microsecond' END
+FROM generate_series(%(first)s, %(last_chunk)s) AS g
+"""
+
+
+def fill_audit(url: str, rows: int) -> None:
+    """The audit log's rows, its indexes built afterwards (the trigger forbids nothing here)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_logs'"
+            " AND indexname <> 'audit_logs_pkey'"
+        ).fetchall()
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
+        start = datetime.now(UTC) - timedelta(days=365)
+        step_us = timedelta(days=364) / timedelta(microseconds=1) / rows
+        began = time.monotonic()
+        for first in range(1, rows + 1, CHUNK):
+            last_chunk = min(first + CHUNK - 1, rows)
+            conn.execute(
+                AUDIT_FILL,
+                {
+                    "events": AUDIT_EVENTS,
+                    "first": first,
+                    "last_chunk": last_chunk,
+                    "last": rows,
+                    "start": start,
+                    "step_us": step_us,
+                },
+            )
+            log(f"filled {last_chunk:,} audit rows in {time.monotonic() - began:.0f} s")
+        for name, definition in indexes:
+            conn.execute(definition)
+            log(f"built {name} at {time.monotonic() - began:.0f} s")
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence('audit_logs', 'id'), max(id)) FROM audit_logs"
+        )
+        conn.execute("ANALYZE audit_logs")
+
+
+def audit_pages() -> list[tuple[str, str, dict[str, str]]]:
+    from django.urls import reverse
+    from django.utils import timezone
+
+    listing = reverse("admin:audit_app_auditlog_changelist")
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    week = {
+        "created_at__gte": str(today - timedelta(days=7)),
+        "created_at__lt": str(today + timedelta(days=1)),
+    }
+    return [
+        ("audit list", listing, {}),
+        ("audit list, failures", listing, {"success__exact": "0"}),
+        ("audit list, event secrets.read (common)", listing, {"event": "secrets.read"}),
+        ("audit list, event db.grant (rare)", listing, {"event": "db.grant"}),
+        ("audit list, past 7 days", listing, week),
+        ("audit list, actor", listing, {"actor": "agent-042"}),
+        ("audit list, actor's failures", listing, {"actor": "agent-042", "success__exact": "0"}),
+        ("audit list, last page", listing, {"p": "100"}),
+        ("audit search, an actor", listing, {"q": "admin-007"}),
+        ("audit search, an address", listing, {"q": "10.0.3.4"}),
+        ("audit search, a resource", listing, {"q": "secret:prod/key-17"}),
+        ("audit entry", reverse("admin:audit_app_auditlog_change", args=[1000]), {}),
+        ("suspicious activity", reverse("admin:audit_app_suspiciousactivity_changelist"), {}),
+    ]
+
+
 def pages(rows: int, window: timedelta) -> list[tuple[str, str, dict[str, str]]]:
     from django.urls import reverse
     from django.utils import timezone
@@ -369,6 +469,7 @@ def median_ms(client: Any, path: str, params: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--audit-rows", type=int, default=5_000_000, help="rows of audit_logs")
     parser.add_argument("--pg-url", help="a PostgreSQL server's URL (default: the services')")
     parser.add_argument("--reuse", action="store_true", help="keep an earlier fill of --rows")
     parser.add_argument("--purge-rows", type=int, default=0, help="also time the purge of K rows")
@@ -410,6 +511,7 @@ def main() -> None:
         recreate_database()
         call_command("migrate", verbosity=0)
         fill(url, args.rows, window)
+        fill_audit(url, args.audit_rows)
     with connection.cursor() as cursor:
         cursor.execute("SHOW fsync")
         if cursor.fetchone() != ("on",):
@@ -426,7 +528,7 @@ def main() -> None:
     client.force_login(admin)
 
     slowest = 0.0
-    for name, path, params in pages(args.rows, window):
+    for name, path, params in [*pages(args.rows, window), *audit_pages()]:
         ms = median_ms(client, path, params)
         slowest = max(slowest, ms)
         print(json.dumps({"page": name, "median_ms": round(ms, 1), "rows": args.rows}), flush=True)

@@ -119,3 +119,44 @@ def test_the_suspicious_page_offers_no_changes(admin_client):
 def test_the_suspicious_page_says_what_it_lists(admin_client):
     html = admin_client.get(SUSPICIOUS).content.decode()
     assert "five or more failures in the last hour" in html
+
+
+def test_the_audit_list_filters_by_exact_values_and_searches_exactly(admin_client):
+    services_record = __import__("audit_app.services", fromlist=["record"]).record
+    services_record("secrets.read", "agent-a", "secret:prod/db", "read", False)
+    services_record("secrets.read", "agent-ab", "secret:prod/db-2", "read", True)
+    services_record("db.grant", "owner", "role:site", "grant", ip_address="10.0.0.9")
+
+    def listed(params: dict) -> list[str]:
+        response = admin_client.get(CHANGELIST, params)
+        assert response.status_code == 200
+        return sorted(
+            AuditLog.objects.filter(
+                pk__in=[r.pk for r in response.context["cl"].result_list]
+            ).values_list("actor", flat=True)
+        )
+
+    assert listed({"event": "db.grant"}) == ["owner"]
+    assert listed({"actor": "agent-a"}) == ["agent-a"]
+    assert listed({"ip": "10.0.0.9"}) == ["owner"]
+    assert listed({"success__exact": "0", "event": "secrets.read"}) == ["agent-a"]
+    # Exact, not a substring: "agent-a" is not "agent-ab".
+    assert listed({"q": "agent-a"}) == ["agent-a"]
+    assert listed({"q": "secret:prod/db"}) == ["agent-a"]
+    assert listed({"q": "10.0.0.9"}) == ["owner"]
+
+
+def test_the_audit_list_counts_nothing_and_refuses_other_lookups(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client.get(CHANGELIST).status_code == 200
+    sql = " ".join(q["sql"] for q in queries).upper()
+    assert "COUNT(" not in sql
+    assert "DISTINCT" not in sql
+    # A substring of the error message would scan the table: not a lookup the list takes.
+    assert admin_client.get(CHANGELIST, {"error_message__contains": "x"}).status_code in (
+        302,
+        400,
+    )
