@@ -528,10 +528,12 @@ def main() -> None:
     client.force_login(admin)
 
     slowest = 0.0
-    for name, path, params in [*pages(args.rows, window), *audit_pages()]:
+    timed = [(*page, {"rows": args.rows}) for page in pages(args.rows, window)]
+    timed += [(*page, {"audit_rows": args.audit_rows}) for page in audit_pages()]
+    for name, path, params, size in timed:
         ms = median_ms(client, path, params)
         slowest = max(slowest, ms)
-        print(json.dumps({"page": name, "median_ms": round(ms, 1), "rows": args.rows}), flush=True)
+        print(json.dumps({"page": name, "median_ms": round(ms, 1), **size}), flush=True)
     print(json.dumps({"slowest_admin_page_ms": round(slowest, 1)}), flush=True)
     import redis
 
