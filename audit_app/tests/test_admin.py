@@ -122,7 +122,8 @@ def test_the_suspicious_page_says_what_it_lists(admin_client):
 
 
 def test_the_audit_list_filters_by_exact_values_and_searches_exactly(admin_client):
-    services_record = __import__("audit_app.services", fromlist=["record"]).record
+    from audit_app.services import record as services_record
+
     services_record("secrets.read", "agent-a", "secret:prod/db", "read", False)
     services_record("secrets.read", "agent-ab", "secret:prod/db-2", "read", True)
     services_record("db.grant", "owner", "role:site", "grant", ip_address="10.0.0.9")
@@ -130,11 +131,7 @@ def test_the_audit_list_filters_by_exact_values_and_searches_exactly(admin_clien
     def listed(params: dict) -> list[str]:
         response = admin_client.get(CHANGELIST, params)
         assert response.status_code == 200
-        return sorted(
-            AuditLog.objects.filter(
-                pk__in=[r.pk for r in response.context["cl"].result_list]
-            ).values_list("actor", flat=True)
-        )
+        return sorted(row.actor or "" for row in response.context["cl"].result_list)
 
     assert listed({"event": "db.grant"}) == ["owner"]
     assert listed({"actor": "agent-a"}) == ["agent-a"]
