@@ -42,6 +42,7 @@ EVENT_TYPES = (
     "secrets.delete",
     "secrets.master_key",
     "secrets.read",
+    "secrets.reconcile",
     "secrets.rollback",
     "secrets.rotate",
     "secrets.rotation_due",

@@ -37,6 +37,7 @@ from foundation_site import ratelimit
 from secrets_app import services, signing
 from secrets_app.exceptions import (
     AccessDenied,
+    BackendOutOfSync,
     BackendUnavailable,
     MasterKeyError,
     SecretDoesNotExist,
@@ -98,6 +99,11 @@ def serve_read(
         return 403, {"detail": exc.reason}
     except SecretDoesNotExist:
         return 404, {"detail": f"secret {name!r} does not exist"}
+    except BackendOutOfSync:
+        return 503, {
+            "detail": "the secret store no longer matches the site for this secret: an "
+            "administrator must reconcile it"
+        }
     except (BackendUnavailable, MasterKeyError) as exc:
         logger.warning("secret %s unavailable: %s", name, exc)
         return 503, {"detail": "the secret store is unavailable"}

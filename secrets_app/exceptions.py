@@ -19,6 +19,19 @@ class BackendUnavailable(SecretsError):
     """The storage backend cannot answer now (Vault down, sealed, timing out, forbidden)."""
 
 
+class BackendOutOfSync(BackendUnavailable):
+    """The backend's versions of a secret no longer match the site's metadata (a Vault restored
+    from an older snapshot, or one that lost its data): said as such, never as a 500 or as "does
+    not exist"; ``manage.py reconcile_vault`` brings the two together."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = name
+        super().__init__(
+            f"the secret store and the site disagree on {name!r}: {detail}; "
+            "an administrator must run manage.py reconcile_vault"
+        )
+
+
 class AccessDenied(SecretsError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

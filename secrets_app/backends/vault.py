@@ -22,7 +22,12 @@ import hvac.exceptions
 import requests
 from django.conf import settings
 
-from secrets_app.exceptions import BackendUnavailable, InvalidSecret, SecretDoesNotExist
+from secrets_app.exceptions import (
+    BackendOutOfSync,
+    BackendUnavailable,
+    InvalidSecret,
+    SecretDoesNotExist,
+)
 from secrets_app.models import SecretMetadata, secret_name_segments
 
 T = TypeVar("T")
@@ -170,7 +175,27 @@ class VaultBackend:
                     mount_point=settings.SECRETS_VAULT_MOUNT,
                 ),
             )
-        return int(response["data"]["version"])
+        version = int(response["data"]["version"])
+        if expected_version is not None and version <= expected_version:
+            raise BackendOutOfSync(
+                secret.secret_name,
+                f"vault numbered the new value version {version}, the site's current is "
+                f"version {expected_version}",
+            )
+        return version
+
+    def current_version(self, secret: SecretMetadata) -> int | None:
+        """Vault's own current version of the secret (None: Vault holds none of it)."""
+        try:
+            response = _call(
+                secret.secret_name,
+                lambda c: c.secrets.kv.v2.read_secret_metadata(
+                    path=path_for(secret), mount_point=settings.SECRETS_VAULT_MOUNT
+                ),
+            )
+        except SecretDoesNotExist:
+            return None
+        return int(response["data"]["current_version"]) or None
 
     def read(self, secret: SecretMetadata, version: int) -> str:
         try:
@@ -184,6 +209,14 @@ class VaultBackend:
                 ),
             )
         except SecretDoesNotExist:
+            expected = secret.current_version is not None and version <= secret.current_version
+            held = self.current_version(secret) if expected else None
+            if expected and (held is None or held < version):
+                # A version the site recorded, which Vault says it never had: it lost data.
+                what = "no version" if held is None else f"versions up to {held}"
+                raise BackendOutOfSync(
+                    secret.secret_name, f"vault holds {what}, the site expects version {version}"
+                ) from None
             raise SecretDoesNotExist(secret.secret_name, version) from None
         data = response["data"]["data"] or {}
         if not isinstance(data.get("value"), str):
