@@ -135,9 +135,9 @@ class AgentAdmin(AuditedModelAdmin):
                 request.user,
                 f"agent:{agent.name}",
                 "regenerate",
-                False,
-                request,
-                "not permitted to issue credentials",
+                success=False,
+                request=request,
+                error="not permitted to issue credentials",
             )
             raise PermissionDenied
         credentials = issue_credentials(agent, actor=request.user, request=request)

@@ -119,10 +119,10 @@ def record(
     actor: object,
     resource: str | None = None,
     action: str | None = None,
+    *,
     success: bool | None = True,
     request: HttpRequest | None = None,
     error: str | BaseException | None = None,
-    *,
     ip_address: str | None = None,
     **metadata: Any,
 ) -> AuditLog:

@@ -146,7 +146,7 @@ def flush_refused(*, force: bool = False) -> int:
             actor,
             resource,
             "rate_limited",
-            False,
+            success=False,
             error=f"{int(count)} more attempts refused by the rate limit ({kind})",
             ip_address=None if kind in ("login-user", "reads") else key,
             suppressed=int(count),

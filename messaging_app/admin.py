@@ -181,8 +181,8 @@ class MessageLogAdmin(AtScaleAdmin, ReadOnlyModelAdmin):
                     request.user,
                     "dead_letters",
                     "replay_requested",
-                    True,
-                    request,
+                    success=True,
+                    request=request,
                     entries=entry_ids,
                 )
                 messages.success(request, f"Replay of {len(entry_ids)} dead letter(s) queued.")
@@ -214,8 +214,8 @@ class MessageLogAdmin(AtScaleAdmin, ReadOnlyModelAdmin):
                 request.user,
                 f"agent:{data['receiver']}",
                 "replay_range_requested",
-                True,
-                request,
+                success=True,
+                request=request,
                 start=data["start"].isoformat(),
                 end=data["end"].isoformat(),
             )

@@ -84,7 +84,7 @@ def purge(
                 actor,
                 "message_logs",
                 "purge",
-                error is None,
+                success=error is None,
                 error=error,
                 cutoff=before.isoformat(),
                 deleted=deleted,

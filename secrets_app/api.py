@@ -73,9 +73,9 @@ def serve_read(
             "(unknown agent)",
             services.audit_resource(name),
             "read",
-            False,
-            request,
-            "invalid agent token" if token else "no agent token",
+            success=False,
+            request=request,
+            error="invalid agent token" if token else "no agent token",
         )
         return 401, {"detail": "Unauthorized"}
     if settings.RATELIMIT_AGENT_READS:
@@ -88,9 +88,9 @@ def serve_read(
             agent,
             services.audit_resource(name),
             "read",
-            False,
-            request,
-            "malformed nonce",
+            success=False,
+            request=request,
+            error="malformed nonce",
         )
         return 400, {"detail": f"nonce must match {ANSWER_NONCE_PATTERN}"}
     try:
@@ -121,9 +121,9 @@ def serve_read(
                 agent,
                 services.audit_resource(name),
                 "seal",
-                False,
-                request,
-                "the agent's public key is unusable",
+                success=False,
+                request=request,
+                error="the agent's public key is unusable",
             )
             return 503, {"detail": "the agent's public key is unusable"}
     answer = SecretAnswer(

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.http import HttpRequest
@@ -41,6 +44,39 @@ def audit_resource(name: str) -> str:
     """How a secret is named in the audit log: an invalid name as such, never its text (which
     may hold a NUL, a newline or a megabyte)."""
     return f"secret:{name}" if is_secret_name(name) else "secret:(invalid name)"
+
+
+@contextmanager
+def audited(
+    event: str,
+    actor: object,
+    name: str,
+    action: str,
+    request: HttpRequest | None,
+    **metadata: Any,
+) -> Iterator[dict[str, Any]]:
+    """Audit what the block does to a secret: a ``SecretsError`` as a failure with its error
+    (then raised again), else a success with ``metadata`` and what the block put in the dict it
+    is given (the version it made, say)."""
+    outcome: dict[str, Any] = {}
+    try:
+        yield outcome
+    except SecretsError as exc:
+        resource = audit_resource(name)
+        audit.record(
+            event, actor, resource, action, success=False, request=request, error=exc, **metadata
+        )
+        raise
+    audit.record(
+        event,
+        actor,
+        audit_resource(name),
+        action,
+        success=True,
+        request=request,
+        **metadata,
+        **outcome,
+    )
 
 
 def announce(name: str, version: int, secret_id: int | None = None) -> None:
@@ -75,7 +111,7 @@ def create_secret(
     request: HttpRequest | None = None,
 ) -> SecretMetadata:
     """Create a secret and its version 1. Nothing is left behind if the backend fails."""
-    try:
+    with audited("secrets.write", actor, name, "create", request) as outcome:
         if not is_secret_name(name):
             raise InvalidSecret(f"invalid secret name {name[:100]!r}")
         _check_value(value)
@@ -92,6 +128,7 @@ def create_secret(
                 last_rotated=timezone.now(),
             )
             version = store.write(secret, value, None)
+            outcome.update(version=version, backend=backend)
             secret.current_version = version
             secret.save(update_fields=["current_version"])
             SecretVersion.objects.create(
@@ -100,19 +137,6 @@ def create_secret(
                 reason=SecretVersion.Reason.CREATED,
                 created_by=audit.actor_name(actor) or "?",
             )
-    except SecretsError as exc:
-        audit.record("secrets.write", actor, audit_resource(name), "create", False, request, exc)
-        raise
-    audit.record(
-        "secrets.write",
-        actor,
-        audit_resource(name),
-        "create",
-        True,
-        request,
-        version=version,
-        backend=backend,
-    )
     return secret
 
 
@@ -144,23 +168,10 @@ def set_value(
     secret: SecretMetadata, value: str, *, actor: object, request: HttpRequest | None = None
 ) -> int:
     """Store a new value as the next version."""
-    try:
+    with audited("secrets.write", actor, secret.secret_name, "set", request) as outcome:
         _check_value(value)
         version = _new_version(secret, value, actor, SecretVersion.Reason.SET, None)
-    except SecretsError as exc:
-        audit.record(
-            "secrets.write", actor, audit_resource(secret.secret_name), "set", False, request, exc
-        )
-        raise
-    audit.record(
-        "secrets.write",
-        actor,
-        audit_resource(secret.secret_name),
-        "set",
-        True,
-        request,
-        version=version,
-    )
+        outcome["version"] = version
     return version
 
 
@@ -169,40 +180,21 @@ def rollback(
 ) -> int:
     """Make an earlier version current again, as a new version (history is never rewritten)."""
     name = secret.secret_name
-    try:
+    with audited(
+        "secrets.rollback", actor, name, "rollback", request, to_version=to_version
+    ) as outcome:
         if not SecretVersion.objects.filter(secret=secret, version=to_version).exists():
             raise SecretDoesNotExist(name, to_version)
         value = read_value(secret, to_version)
         version = _new_version(secret, value, actor, SecretVersion.Reason.ROLLBACK, to_version)
-    except SecretsError as exc:
-        audit.record(
-            "secrets.rollback",
-            actor,
-            audit_resource(name),
-            "rollback",
-            False,
-            request,
-            exc,
-            to_version=to_version,
-        )
-        raise
-    audit.record(
-        "secrets.rollback",
-        actor,
-        audit_resource(name),
-        "rollback",
-        True,
-        request,
-        to_version=to_version,
-        version=version,
-    )
+        outcome["version"] = version
     return version
 
 
 def rotate(secret: SecretMetadata, *, actor: object, request: HttpRequest | None = None) -> int:
     """Rotate now through the provider's rotator. On failure the current version keeps serving."""
     name = secret.secret_name
-    try:
+    with audited("secrets.rotate", actor, name, "rotate", request) as outcome:
         rotator = get_rotator(secret.provider)
         if rotator is None:
             raise RotationFailed(
@@ -217,12 +209,7 @@ def rotate(secret: SecretMetadata, *, actor: object, request: HttpRequest | None
             raise RotationFailed(f"rotator failed for {name!r} ({type(exc).__name__})") from None
         _check_value(value)
         version = _new_version(secret, value, actor, SecretVersion.Reason.ROTATED, None)
-    except SecretsError as exc:
-        audit.record("secrets.rotate", actor, audit_resource(name), "rotate", False, request, exc)
-        raise
-    audit.record(
-        "secrets.rotate", actor, audit_resource(name), "rotate", True, request, version=version
-    )
+        outcome["version"] = version
     return version
 
 
@@ -230,17 +217,13 @@ def delete_secret(
     secret: SecretMetadata, *, actor: object, request: HttpRequest | None = None
 ) -> None:
     name = secret.secret_name
-    try:
+    with audited("secrets.delete", actor, name, "delete", request):
         with transaction.atomic():
             # Rows first: if the backend then fails, the deletion rolls back whole.
             SecretMetadata.objects.filter(pk=secret.pk).delete()
             get_backend(secret.storage_backend).destroy(secret)
             announce(name, 0, secret.pk)
         value_cache.forget(secret.pk)
-    except SecretsError as exc:
-        audit.record("secrets.delete", actor, audit_resource(name), "delete", False, request, exc)
-        raise
-    audit.record("secrets.delete", actor, audit_resource(name), "delete", True, request)
 
 
 def read_value(secret: SecretMetadata, version: int | None = None) -> str:
@@ -272,7 +255,9 @@ def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) 
             value = read_value(secret, version)
             value_cache.put(secret.pk, version, value)
     except SecretsError as exc:
-        audit.record("secrets.read", agent, resource, "read", False, request, exc)
+        audit.record(
+            "secrets.read", agent, resource, "read", success=False, request=request, error=exc
+        )
         raise
     except Exception as exc:
         # Anything unforeseen (a malformed backend answer, a database hiccup) is still a read
@@ -282,12 +267,14 @@ def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) 
             agent,
             resource,
             "read",
-            False,
-            request,
-            f"internal error ({type(exc).__name__})",
+            success=False,
+            request=request,
+            error=f"internal error ({type(exc).__name__})",
         )
         raise BackendUnavailable(f"reading {name!r} failed ({type(exc).__name__})") from None
-    audit.record("secrets.read", agent, resource, "read", True, request, version=version)
+    audit.record(
+        "secrets.read", agent, resource, "read", success=True, request=request, version=version
+    )
     _mark_read(secret, agent)
     return value, version
 
@@ -333,7 +320,7 @@ def remind(secret: SecretMetadata, actor: object) -> bool:
         actor,
         audit_resource(secret.secret_name),
         "remind",
-        None,
+        success=None,
         provider=secret.provider,
         due=due.isoformat(),
     )
@@ -362,7 +349,7 @@ def rotate_due(actor: object = "rotation-scheduler") -> RotationReport:
                 actor,
                 audit_resource(secret.secret_name),
                 "rotate",
-                False,
+                success=False,
                 error=f"internal error ({type(exc).__name__})",
             )
             report.failed.append(secret.secret_name)

@@ -124,8 +124,8 @@ def test_the_suspicious_page_says_what_it_lists(admin_client):
 def test_the_audit_list_filters_by_exact_values_and_searches_exactly(admin_client):
     from audit_app.services import record as services_record
 
-    services_record("secrets.read", "agent-a", "secret:prod/db", "read", False)
-    services_record("secrets.read", "agent-ab", "secret:prod/db-2", "read", True)
+    services_record("secrets.read", "agent-a", "secret:prod/db", "read", success=False)
+    services_record("secrets.read", "agent-ab", "secret:prod/db-2", "read", success=True)
     services_record("db.grant", "owner", "role:site", "grant", ip_address="10.0.0.9")
 
     def listed(params: dict) -> list[str]:

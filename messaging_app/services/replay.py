@@ -137,9 +137,9 @@ def replay_dead_letters(
         actor,
         "dead_letters",
         "replay",
-        not report.skipped,
-        request,
-        None if not report.skipped else f"{len(report.skipped)} entries not replayable",
+        success=not report.skipped,
+        request=request,
+        error=None if not report.skipped else f"{len(report.skipped)} entries not replayable",
         replayed=report.replayed,
         skipped=report.skipped,
     )
@@ -208,9 +208,9 @@ def replay_range(
             actor,
             f"agent:{receiver}",
             "replay_range",
-            finished and not skipped,
-            request,
-            "stopped by an error"
+            success=finished and not skipped,
+            request=request,
+            error="stopped by an error"
             if not finished
             else (f"{len(skipped)} message(s) not replayable" if skipped else None),
             start=start.isoformat(),

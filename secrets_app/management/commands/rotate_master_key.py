@@ -29,14 +29,16 @@ class Command(BaseCommand):
             ring = keyring()
             done, total = rewrap_all(batch_size=batch_size)
         except SecretsError as exc:
-            audit.record("secrets.master_key", actor, "master_key", "rewrap", False, error=exc)
+            audit.record(
+                "secrets.master_key", actor, "master_key", "rewrap", success=False, error=exc
+            )
             raise CommandError(str(exc)) from None
         audit.record(
             "secrets.master_key",
             actor,
             "master_key",
             "rewrap",
-            True,
+            success=True,
             key_id=ring.current_id,
             rewrapped=done,
             total=total,
