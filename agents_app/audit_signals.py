@@ -11,17 +11,13 @@ from django.db.models.signals import post_delete, post_save, pre_save
 
 from agents_app.models import Agent, SecretGrant
 from audit_app import services
-from audit_app.middleware import current_request
 
 #: The audit events the agent's page lists as its credential history.
 EVENTS = ("agents.create", "agents.token", "agents.public_key", "agents.grant")
 
 
 def _record(event: str, agent_name: str, action: str, **metadata: Any) -> None:
-    request = current_request()
-    user = getattr(request, "user", None)
-    actor: object = user if user is not None and user.is_authenticated else "(system)"
-    services.record(event, actor, f"agent:{agent_name}", action, request=request, **metadata)
+    services.record_for_request(event, f"agent:{agent_name}", action, **metadata)
 
 
 def before_agent_save(sender: type[Agent], instance: Agent, **kwargs: Any) -> None:

@@ -16,7 +16,6 @@ from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 from audit_app import services
-from audit_app.middleware import current_request
 
 #: Fields whose change is audited; the flags' new values are recorded, the others by name only.
 FIELDS = ("username", "email", "first_name", "last_name", "password")
@@ -24,10 +23,7 @@ FLAGS = ("is_active", "is_staff", "is_superuser")
 
 
 def _record(resource: str, action: str, **metadata: Any) -> None:
-    request = current_request()
-    user = getattr(request, "user", None)
-    actor: object = user if user is not None and user.is_authenticated else "(system)"
-    services.record("auth.change", actor, resource, action, request=request, **metadata)
+    services.record_for_request("auth.change", resource, action, **metadata)
 
 
 def _name(obj: Model) -> str:

@@ -164,3 +164,15 @@ def record(
         },
     )
     return entry
+
+
+def record_for_request(event_type: str, resource: str, action: str, **metadata: Any) -> AuditLog:
+    """``record`` where no request is passed down (model signals): the request being served
+    (``AuditRequestMiddleware``) gives the actor, its signed-in user, and the address; outside
+    one, the actor is ``(system)``."""
+    from audit_app.middleware import current_request
+
+    request = current_request()
+    user = getattr(request, "user", None)
+    actor: object = user if user is not None and user.is_authenticated else "(system)"
+    return record(event_type, actor, resource, action, request=request, **metadata)

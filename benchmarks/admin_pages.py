@@ -114,18 +114,33 @@ def recreate_database() -> None:
     ensure_database(DATABASE)
 
 
+def drop_indexes(conn: Any, table: str) -> list[tuple[str, str]]:
+    """Drop a table's indexes but its primary key, for a fill; returns them to build again."""
+    indexes: list[tuple[str, str]] = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname <> %s",
+        [table, f"{table}_pkey"],
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(f"DROP INDEX {name}")
+    return indexes
+
+
+def build_indexes(conn: Any, table: str, indexes: list[tuple[str, str]], began: float) -> None:
+    """Build the dropped indexes again, then the sequence and the statistics, as a restore."""
+    for name, definition in indexes:
+        conn.execute(definition)
+        log(f"built {name} at {time.monotonic() - began:.0f} s")
+    conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")  # noqa: S608  # nosec B608
+    conn.execute(f"ANALYZE {table}")
+
+
 def fill(url: str, rows: int, window: timedelta) -> None:
     """The message log's rows, with its indexes built afterwards (as a restore builds them)."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'message_logs'"
-            " AND indexname <> 'message_logs_pkey'"
-        ).fetchall()
-        for name, _ in indexes:
-            conn.execute(f"DROP INDEX {name}")
+        indexes = drop_indexes(conn, "message_logs")
         conn.execute("ALTER TABLE message_logs DROP CONSTRAINT message_logs_pkey")
         start = datetime.now(UTC) - window + timedelta(hours=1)
         step_us = (window - timedelta(hours=2)) / timedelta(microseconds=1) / rows
@@ -136,13 +151,7 @@ def fill(url: str, rows: int, window: timedelta) -> None:
             conn.execute(FILL, {"first": first, "last": last, "start": at, "step_us": step_us})
             log(f"filled {last:,} rows in {time.monotonic() - began:.0f} s")
         conn.execute("ALTER TABLE message_logs ADD CONSTRAINT message_logs_pkey PRIMARY KEY (id)")
-        for name, definition in indexes:
-            conn.execute(definition)
-            log(f"built {name} at {time.monotonic() - began:.0f} s")
-        conn.execute(
-            "SELECT setval(pg_get_serial_sequence('message_logs', 'id'), max(id)) FROM message_logs"
-        )
-        conn.execute("ANALYZE message_logs")
+        build_indexes(conn, "message_logs", indexes, began)
         conn.execute("CREATE TABLE bench_fill (rows bigint)")
         conn.execute("INSERT INTO bench_fill VALUES (%s)", [rows])
         log(f"fill done in {time.monotonic() - began:.0f} s")
@@ -343,7 +352,7 @@ SELECT g,
        CASE WHEN g > %(last)s - 20000
             THEN now() - ((%(last)s - g) * interval '150 milliseconds')
             ELSE %(start)s + (g * %(step_us)s) * interval '1 microsecond' END
-FROM generate_series(%(first)s, %(last_chunk)s) AS g
+FROM generate_series(%(first)s::bigint, %(last_chunk)s::bigint) AS g
 """
 
 
@@ -353,12 +362,7 @@ def fill_audit(url: str, rows: int) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_logs'"
-            " AND indexname <> 'audit_logs_pkey'"
-        ).fetchall()
-        for name, _ in indexes:
-            conn.execute(f"DROP INDEX {name}")
+        indexes = drop_indexes(conn, "audit_logs")
         start = datetime.now(UTC) - timedelta(days=365)
         step_us = timedelta(days=364) / timedelta(microseconds=1) / rows
         began = time.monotonic()
@@ -376,13 +380,7 @@ def fill_audit(url: str, rows: int) -> None:
                 },
             )
             log(f"filled {last_chunk:,} audit rows in {time.monotonic() - began:.0f} s")
-        for name, definition in indexes:
-            conn.execute(definition)
-            log(f"built {name} at {time.monotonic() - began:.0f} s")
-        conn.execute(
-            "SELECT setval(pg_get_serial_sequence('audit_logs', 'id'), max(id)) FROM audit_logs"
-        )
-        conn.execute("ANALYZE audit_logs")
+        build_indexes(conn, "audit_logs", indexes, began)
 
 
 def audit_pages() -> list[tuple[str, str, dict[str, str]]]:

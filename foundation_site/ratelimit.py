@@ -68,14 +68,18 @@ def _item(kind: str) -> RateLimitItem | None:
     return parse(text) if text else None
 
 
-def _refusal(kind: str, key: str, item: RateLimitItem) -> Verdict:
+def _refused_verdict(kind: str, key: str, item: RateLimitItem) -> Verdict:
     reset, _ = _limiter().get_window_stats(item, kind, key)
+    return Verdict(False, max(1, math.ceil(reset - time.time())))
+
+
+def _refusal(kind: str, key: str, item: RateLimitItem) -> Verdict:
     storage = _storage(settings.REDIS_URL).storage
     pipe = storage.pipeline()
     pipe.sadd(_REFUSED, f"{kind}|{key}")
     pipe.incr(f"{_REFUSED}:{kind}|{key}")
     pipe.execute()
-    return Verdict(False, max(1, math.ceil(reset - time.time())))
+    return _refused_verdict(kind, key, item)
 
 
 def hit(kind: str, key: str) -> Verdict:
@@ -92,8 +96,7 @@ def blocked(kind: str, key: str) -> Verdict:
     item = _item(kind)
     if item is None or _limiter().test(item, kind, key):
         return Verdict(True)
-    reset, _ = _limiter().get_window_stats(item, kind, key)
-    return Verdict(False, max(1, math.ceil(reset - time.time())))
+    return _refused_verdict(kind, key, item)
 
 
 def refused(kind: str, key: str) -> None:
