@@ -7,7 +7,7 @@ import secrets
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import connection, models
 from django.db.models.functions import Now
 
 from foundation_client.protocol import AGENT_NAME_PATTERN, load_public_key
@@ -84,8 +84,48 @@ class Agent(models.Model):
         self.redis_password_hash = hash_token(password)
         return password
 
+    #: The grants' patterns when the agent was loaded by ``for_token`` (the agent API's path);
+    #: otherwise None and ``may_read`` asks the database.
+    grant_patterns: tuple[str, ...] | None = None
+
+    @classmethod
+    def for_token(cls, token_hash: str) -> Agent | None:
+        """The agent with this token hash and its grants' patterns, in one query.
+
+        One plain SELECT with a join rather than a queryset and its prefetch: on the agent
+        API's hottest path (every read when the token cache is off or cold), the ORM's two
+        compiled queries cost 1.1 ms against 0.2 ms for this one.
+        """
+        fields = [f.attname for f in cls._meta.concrete_fields]
+        quote = connection.ops.quote_name
+        grants = SecretGrant._meta.db_table
+        # Only the model's own quoted names are formatted in; the token hash is a parameter.
+        columns = ", ".join("a." + quote(f) for f in fields)
+        sql = (
+            f"SELECT {columns}, g.pattern FROM {quote(cls._meta.db_table)} a"  # noqa: S608  # nosec B608
+            f" LEFT JOIN {quote(grants)} g ON g.agent_id = a.id WHERE a.token_hash = %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [token_hash])
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        agent = cls.from_db(connection.alias, fields, rows[0][: len(fields)])
+        agent.grant_patterns = tuple(row[-1] for row in rows if row[-1] is not None)
+        return agent
+
     def may_read(self, secret_name: str) -> bool:
-        return any(grant.matches(secret_name) for grant in self.grants.all())
+        patterns = self.grant_patterns
+        if patterns is None:
+            patterns = tuple(grant.pattern for grant in self.grants.all())
+        return any(grant_matches(pattern, secret_name) for pattern in patterns)
+
+
+def grant_matches(pattern: str, secret_name: str) -> bool:
+    """A grant pattern is an exact name, or a prefix ending in ``*``."""
+    if pattern.endswith("*"):
+        return secret_name.startswith(pattern[:-1])
+    return secret_name == pattern
 
 
 class SecretGrant(models.Model):
@@ -107,6 +147,4 @@ class SecretGrant(models.Model):
         return f"{self.agent} may read {self.pattern}"
 
     def matches(self, secret_name: str) -> bool:
-        if self.pattern.endswith("*"):
-            return secret_name.startswith(self.pattern[:-1])
-        return secret_name == self.pattern
+        return grant_matches(self.pattern, secret_name)

@@ -123,7 +123,7 @@ def authenticate(token: str | None) -> Agent | None:
         cached = _auth_cache.get(token_hash)
     if cached is not None and now < cached[1]:
         return cached[0]
-    agent = Agent.objects.filter(token_hash=token_hash).prefetch_related("grants").first()
+    agent = Agent.for_token(token_hash)
     ttl = settings.AGENT_AUTH_CACHE_SECONDS
     if ttl > 0:
         from foundation_site import notices

