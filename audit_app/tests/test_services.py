@@ -40,6 +40,21 @@ def test_record_writes_one_row_with_every_field(rf: RequestFactory):
     assert row.created_at is not None
 
 
+def test_the_entry_returned_is_the_row_written(django_assert_num_queries):
+    """``record`` writes with one INSERT and returns the row as the database holds it; its
+    time, the database's, is read when asked for."""
+    with django_assert_num_queries(1):
+        entry = services.record("secrets.read", "a", "secret:x", "read", version=3)
+    row = AuditLog.objects.get(pk=entry.pk)
+    for field in ("event_type", "actor", "resource", "action", "success", "metadata"):
+        assert getattr(entry, field) == getattr(row, field)
+    with django_assert_num_queries(1):
+        assert entry.created_at == row.created_at
+    assert entry.metadata == {"version": 3}
+    with pytest.raises(AppendOnlyError):
+        entry.save()
+
+
 def test_a_user_actor_is_recorded_by_username():
     user = User.objects.create_user("alice")
     assert services.record("x.y", user).actor == "alice"

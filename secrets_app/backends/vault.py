@@ -11,16 +11,22 @@ message that names the cause and never carries a value.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
+from urllib.parse import urlencode, urlsplit
 
 import hvac
 import hvac.exceptions
+import hvac.utils
 import requests
+import requests.adapters
+import urllib3
+import urllib3.exceptions
 from django.conf import settings
 
 from secrets_app.exceptions import (
@@ -138,6 +144,68 @@ def reset_client() -> None:
     _local.client = None
 
 
+def _read_pool(vault: hvac.Client) -> urllib3.HTTPConnectionPool | None:
+    """The connection pool requests itself sends this client's calls through (its TLS
+    settings included), or None when a proxy stands between the site and Vault."""
+    session: requests.Session = vault.adapter.session
+    adapter = session.get_adapter(vault.adapter.base_uri)
+    if session.proxies or not isinstance(adapter, requests.adapters.HTTPAdapter):
+        return None
+    request = requests.Request("GET", vault.adapter.base_uri).prepare()
+    verify, cert = vault.adapter._kwargs.get("verify", True), vault.adapter._kwargs.get("cert")
+    pool = adapter.get_connection_with_tls_context(request, verify, proxies={}, cert=cert)
+    adapter.cert_verify(pool, vault.adapter.base_uri, verify, cert)
+    return pool
+
+
+def _get(vault: hvac.Client, api_path: str, params: dict[str, str]) -> dict[str, Any]:
+    """``GET`` a Vault API path straight on requests' own connection pool, or through hvac
+    when a proxy is in the way; hvac's exceptions either way.
+
+    The agent API reads a secret on every uncached read, and requests' work around a call
+    (hooks, cookies, redirects, its response object) cost 0.25 ms of a 1 ms read here.
+    """
+    pool: urllib3.HTTPConnectionPool | None
+    if getattr(_local, "pool_for", None) is vault:
+        pool = _local.pool
+    else:
+        pool = _local.pool = _read_pool(vault)
+        _local.pool_for = vault
+    if pool is None:
+        answer = vault.adapter.get(url=api_path, params=params)
+        return cast("dict[str, Any]", answer)
+    headers = {"X-Vault-Request": "true", "X-Vault-Token": vault.adapter.token or ""}
+    if vault.adapter.namespace:
+        headers["X-Vault-Namespace"] = vault.adapter.namespace
+    base = urlsplit(vault.adapter.base_uri).path.rstrip("/")
+    url = f"{base}{api_path}?{urlencode(params)}" if params else f"{base}{api_path}"
+    response = pool.urlopen(
+        "GET",
+        url,
+        headers=headers,
+        redirect=False,
+        assert_same_host=False,
+        retries=False,
+        timeout=urllib3.Timeout(connect=settings.VAULT_TIMEOUT, read=settings.VAULT_TIMEOUT),
+    )
+    body: Any = None
+    with contextlib.suppress(ValueError):
+        body = json.loads(response.data) if response.data else None
+    if response.status == 200 and isinstance(body, dict):
+        return body
+    errors = body.get("errors") if isinstance(body, dict) else None
+    text = response.data.decode("utf-8", "replace")
+    raise hvac.exceptions.VaultError.from_status(
+        response.status,
+        None if errors is not None else text,
+        errors=errors,
+        method="get",
+        url=url,
+        text=text,
+        json=body,
+    )
+
+
 def path_for(secret: SecretMetadata) -> str:
     """The secret's path in Vault, from its name's validated segments only: a name that is not
     one (a row from before names were checked segment by segment) never reaches Vault, where
@@ -170,9 +238,12 @@ def _call(name: str, operation: Callable[[hvac.Client], T]) -> T:
         raise BackendUnavailable("vault is sealed or in maintenance") from None
     except hvac.exceptions.VaultError as exc:
         raise BackendUnavailable(f"vault answered with an error ({type(exc).__name__})") from None
-    except requests.exceptions.Timeout:
+    except urllib3.exceptions.NewConnectionError:  # a TimeoutError to urllib3, for history
+        reset_client()
+        raise BackendUnavailable("vault is unreachable (NewConnectionError)") from None
+    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
         raise BackendUnavailable("vault did not answer in time") from None
-    except requests.exceptions.RequestException as exc:
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         reset_client()
         raise BackendUnavailable(f"vault is unreachable ({type(exc).__name__})") from None
 
@@ -223,14 +294,12 @@ class VaultBackend:
 
     def read(self, secret: SecretMetadata, version: int) -> str:
         try:
+            # hvac's read_secret_version(raise_on_deleted_version=True), by the faster path.
+            api_path = hvac.utils.format_url(
+                "/v1/{mount}/data/{path}", mount=settings.SECRETS_VAULT_MOUNT, path=path_for(secret)
+            )
             response = _call(
-                secret.secret_name,
-                lambda c: c.secrets.kv.v2.read_secret_version(
-                    path=path_for(secret),
-                    version=version,
-                    raise_on_deleted_version=True,
-                    mount_point=settings.SECRETS_VAULT_MOUNT,
-                ),
+                secret.secret_name, lambda c: _get(c, api_path, {"version": str(version)})
             )
         except SecretDoesNotExist:
             expected = secret.current_version is not None and version <= secret.current_version

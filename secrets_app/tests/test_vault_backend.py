@@ -103,3 +103,31 @@ def test_the_environment_is_read_once_with_its_precedence_kept(monkeypatch, sett
     assert vault._session()[1] == "/etc/vault/ca.pem"
     monkeypatch.setenv("NO_PROXY", "vault.example")
     assert "https" not in vault._session()[0].proxies
+
+
+def test_a_vault_that_never_answers_times_out_cleanly(settings, vault_prefix, admin_user):
+    import socket
+
+    secret = services.create_secret("k", "secret-canary", actor=admin_user, backend="vault")
+    with socket.socket() as silent:  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        settings.VAULT_ADDR = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        settings.VAULT_TIMEOUT = 1
+        vault.reset_client()
+        with pytest.raises(BackendUnavailable, match="did not answer in time"):
+            vault.VaultBackend().read(secret, 1)
+
+
+def test_a_proxy_in_the_environment_is_used_for_reads(monkeypatch, vault_prefix, admin_user):
+    """Reads take a direct path to Vault only where requests would go direct: with a proxy
+    for Vault's address they go through hvac and the proxy (here one that is not there)."""
+    secret = services.create_secret("k", "v", actor=admin_user, backend="vault")
+    assert vault._read_pool(vault.client()) is not None
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    vault.reset_client()
+    assert vault._read_pool(vault.client()) is None
+    with pytest.raises(BackendUnavailable, match="unreachable"):
+        vault.VaultBackend().read(secret, 1)
