@@ -11,8 +11,6 @@ from django.core.exceptions import PermissionDenied
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
-from django.urls import path
 from django.views.decorators.http import require_POST
 
 from agents_app.models import Agent, SecretGrant
@@ -24,6 +22,7 @@ from agents_app.services import (
 )
 from audit_app import services as audit
 from audit_app.admin_mixins import AuditedModelAdmin
+from foundation_site.admin_pages import AdminPagesMixin
 
 #: Each of these lets its holder read what an agent may read (docs/secrets.md).
 ISSUE = "agents_app.issue_credentials"
@@ -54,7 +53,7 @@ class SecretGrantInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Agent)
-class AgentAdmin(AuditedModelAdmin):
+class AgentAdmin(AdminPagesMixin, AuditedModelAdmin):
     list_display = ("name", "is_active", "sealed", "grant_list", "last_seen_at", "created_at")
     list_filter = ("is_active",)
     search_fields = ("name", "description", "grants__pattern")
@@ -100,10 +99,10 @@ class AgentAdmin(AuditedModelAdmin):
 
     def get_urls(self) -> list[Any]:
         return [
-            path(
+            self.admin_page_path(
                 "<int:pk>/regenerate-token/",
-                self.admin_site.admin_view(require_POST(self.regenerate_token_view)),
-                name="agents_app_agent_regenerate_token",
+                require_POST(self.regenerate_token_view),
+                "regenerate_token",
             ),
             *super().get_urls(),
         ]
@@ -146,19 +145,16 @@ class AgentAdmin(AuditedModelAdmin):
     def _token_page(
         self, request: HttpRequest, agent: Agent, credentials: Credentials
     ) -> HttpResponse:
-        response = TemplateResponse(
+        response = self.render_admin_page(
             request,
-            "admin/agents_app/agent/token_once.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "original": agent,
-                "token": credentials.token,
-                "environment": "\n".join(
-                    f"{key}={value}" for key, value in agent_environment(agent, credentials)
-                ),
-                "title": f"Environment of {agent.name}",
-            },
+            "token_once.html",
+            title=f"Environment of {agent.name}",
+            crumb="Environment",
+            original=agent,
+            token=credentials.token,
+            environment="\n".join(
+                f"{key}={value}" for key, value in agent_environment(agent, credentials)
+            ),
         )
         response["Cache-Control"] = "no-store"
         return response

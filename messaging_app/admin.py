@@ -19,8 +19,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.html import format_html
@@ -29,6 +27,7 @@ from django.utils.safestring import SafeString
 from agents_app.models import Agent
 from audit_app import services as audit
 from audit_app.admin_mixins import ReadOnlyModelAdmin
+from foundation_site.admin_pages import AdminPagesMixin
 from foundation_site.admin_scale import AtScaleAdmin, ExactFilter
 from messaging_app import jobs, services
 from messaging_app.forms import ReplayRangeForm
@@ -79,7 +78,7 @@ class BeforeFilter(ExactFilter):
 
 
 @admin.register(MessageLog)
-class MessageLogAdmin(AtScaleAdmin, ReadOnlyModelAdmin):
+class MessageLogAdmin(AdminPagesMixin, AtScaleAdmin, ReadOnlyModelAdmin):
     list_display = (
         "created_at",
         "message_id",
@@ -119,29 +118,18 @@ class MessageLogAdmin(AtScaleAdmin, ReadOnlyModelAdmin):
     def conversation(self, obj: MessageLog) -> SafeString | str:
         if not obj.correlation_id:
             return "—"
-        url = reverse("admin:messaging_conversation", args=[obj.correlation_id])
+        url = self.admin_url("conversation", obj.correlation_id)
         return format_html('<a href="{}">{}</a>', url, obj.correlation_id[:12])
 
     def get_urls(self) -> list[Any]:
-        wrap = self.admin_site.admin_view
+        page = self.admin_page_path
         return [
-            path(
-                "conversation/<str:correlation_id>/",
-                wrap(self.conversation_view),
-                name="messaging_conversation",
-            ),
-            path("dead-letters/", wrap(self.dead_letters_view), name="messaging_dead_letters"),
-            path("replay-range/", wrap(self.replay_range_view), name="messaging_replay_range"),
-            path("streams/", wrap(self.streams_view), name="messaging_streams"),
+            page("conversation/<str:correlation_id>/", self.conversation_view, "conversation"),
+            page("dead-letters/", self.dead_letters_view, "dead_letters"),
+            page("replay-range/", self.replay_range_view, "replay_range"),
+            page("streams/", self.streams_view, "streams"),
             *super().get_urls(),
         ]
-
-    def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
-        return TemplateResponse(
-            request,
-            f"admin/messaging_app/{template}",
-            {**self.admin_site.each_context(request), "opts": self.opts, **context},
-        )
 
     def _require(self, request: HttpRequest, replay: bool = False) -> None:
         if not self.has_view_permission(request):
@@ -156,7 +144,7 @@ class MessageLogAdmin(AtScaleAdmin, ReadOnlyModelAdmin):
                 : CONVERSATION_LIMIT + 1
             ]
         )
-        return self._page(
+        return self.render_admin_page(
             request,
             "conversation.html",
             title=f"Conversation {correlation_id}",
@@ -186,9 +174,9 @@ class MessageLogAdmin(AtScaleAdmin, ReadOnlyModelAdmin):
                     entries=entry_ids,
                 )
                 messages.success(request, f"Replay of {len(entry_ids)} dead letter(s) queued.")
-            return HttpResponseRedirect(reverse("admin:messaging_dead_letters"))
+            return HttpResponseRedirect(self.admin_url("dead_letters"))
         receiver = request.GET.get("receiver") or None
-        return self._page(
+        return self.render_admin_page(
             request,
             "dead_letters.html",
             title="Dead letters",
@@ -220,11 +208,13 @@ class MessageLogAdmin(AtScaleAdmin, ReadOnlyModelAdmin):
                 end=data["end"].isoformat(),
             )
             messages.success(request, f"Replay of {data['receiver']}'s messages queued.")
-            return HttpResponseRedirect(reverse("admin:messaging_app_messagelog_changelist"))
-        return self._page(request, "replay_range.html", title="Replay a time range", form=form)
+            return HttpResponseRedirect(self.admin_url("changelist"))
+        return self.render_admin_page(
+            request, "replay_range.html", title="Replay a time range", form=form
+        )
 
     def streams_view(self, request: HttpRequest) -> HttpResponse:
         self._require(request)
-        return self._page(
+        return self.render_admin_page(
             request, "streams.html", title="Stream health", streams=services.stream_health()
         )

@@ -11,8 +11,6 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
@@ -20,6 +18,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from audit_app.admin_mixins import AuditedModelAdmin
+from foundation_site.admin_pages import AdminPagesMixin
 from secrets_app import services
 from secrets_app.exceptions import SecretsError
 from secrets_app.forms import SecretCreateForm, SetValueForm
@@ -42,7 +41,7 @@ class RotationDueFilter(admin.SimpleListFilter):
 
 
 @admin.register(SecretMetadata)
-class SecretMetadataAdmin(AuditedModelAdmin):
+class SecretMetadataAdmin(AdminPagesMixin, AuditedModelAdmin):
     list_display = (
         "secret_name",
         "provider",
@@ -91,26 +90,12 @@ class SecretMetadataAdmin(AuditedModelAdmin):
 
     # --- URLs ---------------------------------------------------------------------------------
     def get_urls(self) -> list[Any]:
-        wrap = self.admin_site.admin_view
+        page = self.admin_page_path
         return [
-            path(
-                "<int:pk>/set-value/",
-                wrap(self.set_value_view),
-                name="secrets_app_secret_set_value",
-            ),
-            path(
-                "<int:pk>/versions/", wrap(self.versions_view), name="secrets_app_secret_versions"
-            ),
-            path(
-                "<int:pk>/rotate/",
-                wrap(require_POST(self.rotate_view)),
-                name="secrets_app_secret_rotate",
-            ),
-            path(
-                "<int:pk>/rollback/<int:version>/",
-                wrap(require_POST(self.rollback_view)),
-                name="secrets_app_secret_rollback",
-            ),
+            page("<int:pk>/set-value/", self.set_value_view, "set_value"),
+            page("<int:pk>/versions/", self.versions_view, "versions"),
+            page("<int:pk>/rotate/", require_POST(self.rotate_view), "rotate"),
+            page("<int:pk>/rollback/<int:version>/", require_POST(self.rollback_view), "rollback"),
             *super().get_urls(),
         ]
 
@@ -125,17 +110,8 @@ class SecretMetadataAdmin(AuditedModelAdmin):
             raise PermissionDenied
         return secret
 
-    def _page(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
-        return TemplateResponse(
-            request,
-            f"admin/secrets_app/secretmetadata/{template}",
-            {**self.admin_site.each_context(request), "opts": self.opts, **context},
-        )
-
     def _to_change(self, secret: SecretMetadata) -> HttpResponseRedirect:
-        return HttpResponseRedirect(
-            reverse("admin:secrets_app_secretmetadata_change", args=[secret.pk])
-        )
+        return HttpResponseRedirect(self.admin_url("change", secret.pk))
 
     # --- Create ------------------------------------------------------------------------------
     @method_decorator(sensitive_post_parameters("value"))
@@ -166,7 +142,7 @@ class SecretMetadataAdmin(AuditedModelAdmin):
                     f"Secret {secret.secret_name} created (version {secret.current_version}).",
                 )
                 return self._to_change(secret)
-        return self._page(
+        return self.render_admin_page(
             request,
             "form_page.html",
             title="Add secret",
@@ -189,10 +165,11 @@ class SecretMetadataAdmin(AuditedModelAdmin):
             else:
                 messages.success(request, f"New value stored as version {version}.")
                 return self._to_change(secret)
-        return self._page(
+        return self.render_admin_page(
             request,
             "form_page.html",
             title=f"Set a new value for {secret}",
+            crumb="Set a new value",
             form=form,
             submit="Store new version",
             original=secret,
@@ -200,10 +177,11 @@ class SecretMetadataAdmin(AuditedModelAdmin):
 
     def versions_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         secret = self._secret(request, pk, change=False)
-        return self._page(
+        return self.render_admin_page(
             request,
             "versions.html",
             title=f"Versions of {secret}",
+            crumb="Versions",
             original=secret,
             versions=SecretVersion.objects.filter(secret=secret).order_by("-version"),
             can_change=self.has_change_permission(request, secret),
@@ -217,7 +195,7 @@ class SecretMetadataAdmin(AuditedModelAdmin):
             messages.error(request, f"Rollback failed: {exc}")
         else:
             messages.success(request, f"Version {version} is current again, as version {new}.")
-        return HttpResponseRedirect(reverse("admin:secrets_app_secret_versions", args=[secret.pk]))
+        return HttpResponseRedirect(self.admin_url("versions", secret.pk))
 
     def rotate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         secret = self._secret(request, pk, change=True)
@@ -244,4 +222,4 @@ class SecretMetadataAdmin(AuditedModelAdmin):
             messages.error(request, f"Deletion failed: {exc}")
             return self._to_change(secret)
         messages.success(request, f"Secret {secret.secret_name} and all its versions deleted.")
-        return HttpResponseRedirect(reverse("admin:secrets_app_secretmetadata_changelist"))
+        return HttpResponseRedirect(self.admin_url("changelist"))

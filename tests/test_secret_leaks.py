@@ -137,12 +137,12 @@ def test_a_canary_value_leaks_nowhere(
         job = queue.enqueue(rotate_due_secrets)
         rq_burst(queue)
         assert job.get_status(refresh=True) == "finished"
-        admin_client.post(reverse("admin:secrets_app_secret_rotate", args=[secret.pk]))
+        admin_client.post(reverse("admin:secrets_app_secretmetadata_rotate", args=[secret.pk]))
         assert read(plain_token)["value"] != canary
 
         # Rolled back to the canary in the admin, and read again.
         rolled = admin_client.post(
-            reverse("admin:secrets_app_secret_rollback", args=[secret.pk, 1])
+            reverse("admin:secrets_app_secretmetadata_rollback", args=[secret.pk, 1])
         )
         assert rolled.status_code == 302
         assert read(plain_token)["value"] == canary
@@ -152,8 +152,8 @@ def test_a_canary_value_leaks_nowhere(
         reverse("admin:index"),
         reverse("admin:secrets_app_secretmetadata_changelist"),
         reverse("admin:secrets_app_secretmetadata_change", args=[secret.pk]),
-        reverse("admin:secrets_app_secret_versions", args=[secret.pk]),
-        reverse("admin:secrets_app_secret_set_value", args=[secret.pk]),
+        reverse("admin:secrets_app_secretmetadata_versions", args=[secret.pk]),
+        reverse("admin:secrets_app_secretmetadata_set_value", args=[secret.pk]),
         reverse("admin:secrets_app_secretmetadata_history", args=[secret.pk]),
         reverse("admin:audit_app_auditlog_changelist"),
         reverse("admin:audit_app_suspiciousactivity_changelist"),

@@ -26,9 +26,13 @@ from messaging_app.models import MessageLog
 pytestmark = pytest.mark.django_db
 
 LIST = reverse("admin:messaging_app_messagelog_changelist")
-DEAD = reverse("admin:messaging_dead_letters")
-STREAMS = reverse("admin:messaging_streams")
-RANGE = reverse("admin:messaging_replay_range")
+DEAD = reverse("admin:messaging_app_messagelog_dead_letters")
+STREAMS = reverse("admin:messaging_app_messagelog_streams")
+RANGE = reverse("admin:messaging_app_messagelog_replay_range")
+
+
+def conversation(correlation_id: str) -> str:
+    return reverse("admin:messaging_app_messagelog_conversation", args=[correlation_id])
 
 
 def log(**fields) -> MessageLog:
@@ -270,7 +274,7 @@ def test_the_conversation_view_shows_at_most_its_limit(admin_client, monkeypatch
     monkeypatch.setattr(messaging_admin, "CONVERSATION_LIMIT", 2)
     for _ in range(3):
         log(correlation_id="long-one")
-    page = admin_client.get(reverse("admin:messaging_conversation", args=["long-one"]))
+    page = admin_client.get(conversation("long-one"))
     assert len(page.context["rows"]) == 2
     assert "The first 2 messages of this conversation are shown." in page.content.decode()
 
@@ -315,9 +319,7 @@ def test_the_conversation_view_shows_one_correlation_as_a_timeline(admin_client)
             created_at=now + timedelta(seconds=i),
         )
     MessageLog.objects.create(message_id="unrelated-message", status="sent", correlation_id="other")
-    html = admin_client.get(
-        reverse("admin:messaging_conversation", args=["conv-9"])
-    ).content.decode()
+    html = admin_client.get(conversation("conv-9")).content.decode()
     assert html.index(">sent<") < html.index(">delivered<")
     assert "unrelated-message" not in html
     listing = admin_client.get(
@@ -351,7 +353,7 @@ def test_the_stream_health_page_answers(admin_client, agent_messaging):
 
 def test_staff_without_permission_see_nothing(staff_client):
     log(sender="alpha")
-    for url in (LIST, DEAD, STREAMS, RANGE, reverse("admin:messaging_conversation", args=["x"])):
+    for url in (LIST, DEAD, STREAMS, RANGE, conversation("x")):
         assert staff_client.get(url).status_code == 403
     assert staff_client.get(LIST, {"sender": "alpha"}).status_code == 403
     row = MessageLog.objects.get()

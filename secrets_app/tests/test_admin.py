@@ -19,8 +19,9 @@ CHANGELIST = reverse("admin:secrets_app_secretmetadata_changelist")
 ADD = reverse("admin:secrets_app_secretmetadata_add")
 
 
-def url(name: str, *args: object) -> str:
-    return reverse(f"admin:{name}", args=args)
+def url(action: str, *args: object) -> str:
+    """A page of the secrets admin: Django's own (``change``) or one of its own."""
+    return reverse(f"admin:secrets_app_secretmetadata_{action}", args=args)
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_creating_a_secret_stores_the_value_and_never_echoes_it(admin_client, va
     )
     secret = SecretMetadata.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == url("secrets_app_secretmetadata_change", secret.pk)
+    assert response["Location"] == url("change", secret.pk)
     assert services.read_value(secret) == "sk-created-in-admin"
     page = admin_client.get(response["Location"])
     assert b"sk-created-in-admin" not in page.content
@@ -74,12 +75,10 @@ def test_a_backend_failure_on_create_is_shown_and_stores_nothing(admin_client, s
 
 
 def test_setting_a_new_value_makes_a_new_version(admin_client, secret):
-    page = admin_client.get(url("secrets_app_secret_set_value", secret.pk))
+    page = admin_client.get(url("set_value", secret.pk))
     assert page.status_code == 200
     assert b'type="password"' in page.content
-    response = admin_client.post(
-        url("secrets_app_secret_set_value", secret.pk), {"value": "second"}
-    )
+    response = admin_client.post(url("set_value", secret.pk), {"value": "second"})
     assert response.status_code == 302
     secret.refresh_from_db()
     assert services.read_value(secret) == "second"
@@ -87,7 +86,7 @@ def test_setting_a_new_value_makes_a_new_version(admin_client, secret):
 
 def test_the_versions_page_lists_versions_without_values(admin_client, secret, admin_user):
     services.set_value(secret, "second-value", actor=admin_user)
-    page = admin_client.get(url("secrets_app_secret_versions", secret.pk))
+    page = admin_client.get(url("versions", secret.pk))
     html = page.content.decode()
     assert page.status_code == 200
     assert "first-value" not in html
@@ -98,7 +97,7 @@ def test_the_versions_page_lists_versions_without_values(admin_client, secret, a
 
 def test_rollback_from_the_admin(admin_client, secret, admin_user):
     services.set_value(secret, "bad-value", actor=admin_user)
-    response = admin_client.post(url("secrets_app_secret_rollback", secret.pk, 1))
+    response = admin_client.post(url("rollback", secret.pk, 1))
     assert response.status_code == 302
     secret.refresh_from_db()
     assert services.read_value(secret) == "first-value"
@@ -106,30 +105,28 @@ def test_rollback_from_the_admin(admin_client, secret, admin_user):
 
 
 def test_rollback_to_an_unknown_version_says_so(admin_client, secret):
-    response = admin_client.post(url("secrets_app_secret_rollback", secret.pk, 42), follow=True)
+    response = admin_client.post(url("rollback", secret.pk, 42), follow=True)
     assert b"Rollback failed" in response.content
     secret.refresh_from_db()
     assert secret.current_version == 1
 
 
 def test_rotate_now_from_the_admin(admin_client, secret):
-    response = admin_client.post(url("secrets_app_secret_rotate", secret.pk), follow=True)
+    response = admin_client.post(url("rotate", secret.pk), follow=True)
     assert b"Rotated: version 2 is current." in response.content
     secret.refresh_from_db()
     assert services.read_value(secret) != "first-value"
 
 
 def test_rotate_and_rollback_need_post(admin_client, secret):
-    assert admin_client.get(url("secrets_app_secret_rotate", secret.pk)).status_code == 405
-    assert admin_client.get(url("secrets_app_secret_rollback", secret.pk, 1)).status_code == 405
+    assert admin_client.get(url("rotate", secret.pk)).status_code == 405
+    assert admin_client.get(url("rollback", secret.pk, 1)).status_code == 405
 
 
 def test_deleting_from_the_admin_removes_the_backend_value(admin_client, secret):
-    confirm = admin_client.get(url("secrets_app_secretmetadata_delete", secret.pk))
+    confirm = admin_client.get(url("delete", secret.pk))
     assert confirm.status_code == 200
-    response = admin_client.post(
-        url("secrets_app_secretmetadata_delete", secret.pk), {"post": "yes"}
-    )
+    response = admin_client.post(url("delete", secret.pk), {"post": "yes"})
     assert response.status_code == 302
     assert not SecretMetadata.objects.exists()
     # The backend's value went too (the fixture's secret is in the local backend).
@@ -154,7 +151,7 @@ def test_the_list_shows_due_rotations_and_last_reads(admin_client, secret):
 
 def test_metadata_can_be_edited_but_not_the_name_or_backend(admin_client, secret):
     response = admin_client.post(
-        url("secrets_app_secretmetadata_change", secret.pk),
+        url("change", secret.pk),
         {
             "provider": "postgres",
             "description": "primary",
@@ -170,35 +167,30 @@ def test_metadata_can_be_edited_but_not_the_name_or_backend(admin_client, secret
 
 
 @pytest.mark.parametrize(
-    ("name", "args", "method"),
+    ("action", "args", "method"),
     [
-        ("secrets_app_secret_set_value", True, "get"),
-        ("secrets_app_secret_versions", True, "get"),
-        ("secrets_app_secret_rotate", True, "post"),
-        ("secrets_app_secretmetadata_add", False, "get"),
+        ("set_value", True, "get"),
+        ("versions", True, "get"),
+        ("rotate", True, "post"),
+        ("add", False, "get"),
     ],
 )
-def test_staff_without_permission_are_refused(staff_client, secret, name, args, method):
-    target = url(name, secret.pk) if args else url(name)
+def test_staff_without_permission_are_refused(staff_client, secret, action, args, method):
+    target = url(action, secret.pk) if args else url(action)
     assert getattr(staff_client, method)(target).status_code == 403
 
 
 def test_view_permission_allows_versions_but_not_changes(staff_client, staff_user, secret):
     staff_user.user_permissions.add(Permission.objects.get(codename="view_secretmetadata"))
-    assert staff_client.get(url("secrets_app_secret_versions", secret.pk)).status_code == 200
-    assert staff_client.post(url("secrets_app_secret_rotate", secret.pk)).status_code == 403
-    assert staff_client.post(url("secrets_app_secret_rollback", secret.pk, 1)).status_code == 403
-    assert (
-        staff_client.post(
-            url("secrets_app_secretmetadata_delete", secret.pk), {"post": "yes"}
-        ).status_code
-        == 403
-    )
+    assert staff_client.get(url("versions", secret.pk)).status_code == 200
+    assert staff_client.post(url("rotate", secret.pk)).status_code == 403
+    assert staff_client.post(url("rollback", secret.pk, 1)).status_code == 403
+    assert staff_client.post(url("delete", secret.pk), {"post": "yes"}).status_code == 403
     assert SecretMetadata.objects.filter(pk=secret.pk).exists()
 
 
 def test_outsiders_are_sent_to_log_in(outsider_client, secret):
-    response = outsider_client.get(url("secrets_app_secret_versions", secret.pk))
+    response = outsider_client.get(url("versions", secret.pk))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
 
@@ -218,7 +210,7 @@ def test_a_due_secret_no_rotator_can_rotate_says_to_set_a_new_value(admin_client
     )
     html = admin_client.get(CHANGELIST).content.decode()
     assert "set a new value" in html
-    response = admin_client.post(url("secrets_app_secret_rotate", secret.pk), follow=True)
+    response = admin_client.post(url("rotate", secret.pk), follow=True)
     assert b"no rotator is registered for provider" in response.content
     assert services.read_value(secret) == "first-value"
 
@@ -234,9 +226,7 @@ def test_deleting_a_vault_secret_from_the_admin_destroys_its_vault_entry(
     path = vault.path_for(secret)
     read = vault.client().secrets.kv.v2.read_secret_version
     assert read(path=path, mount_point=settings.SECRETS_VAULT_MOUNT, raise_on_deleted_version=True)
-    response = admin_client.post(
-        url("secrets_app_secretmetadata_delete", secret.pk), {"post": "yes"}
-    )
+    response = admin_client.post(url("delete", secret.pk), {"post": "yes"})
     assert response.status_code == 302
     with pytest.raises(hvac.exceptions.InvalidPath):
         read(path=path, mount_point=settings.SECRETS_VAULT_MOUNT, raise_on_deleted_version=True)
