@@ -55,6 +55,8 @@ def test_replaying_an_unknown_or_foreign_entry_is_skipped_and_audited(admin_user
 
 
 @pytest.mark.postgres  # the replays audit from threads of their own: SQLite would lock
+# Committed by those threads' own connections: flushed after the test, not left to the next.
+@pytest.mark.django_db(transaction=True)
 def test_two_replays_of_one_dead_letter_at_once_deliver_it_once(admin_user, agent_messaging):
     import threading
 
@@ -65,8 +67,13 @@ def test_two_replays_of_one_dead_letter_at_once_deliver_it_once(admin_user, agen
     reports = []
 
     def replay() -> None:
+        from django.db import connection
+
         start.wait()
-        reports.append(services.replay_dead_letters([entry], actor="test"))
+        try:
+            reports.append(services.replay_dead_letters([entry], actor="test"))
+        finally:
+            connection.close()  # this thread's, back to the pool before the database goes
 
     threads = [threading.Thread(target=replay) for _ in range(4)]
     for thread in threads:
