@@ -102,7 +102,7 @@ class Agent(models.Model):
         # Only the model's own quoted names are formatted in; the token hash is a parameter.
         columns = ", ".join("a." + quote(f) for f in fields)
         sql = (
-            f"SELECT {columns}, g.pattern FROM {quote(cls._meta.db_table)} a"  # noqa: S608
+            f"SELECT {columns}, g.pattern FROM {quote(cls._meta.db_table)} a"  # noqa: S608  # nosec B608
             f" LEFT JOIN {quote(grants)} g ON g.agent_id = a.id WHERE a.token_hash = %s"
         )
         with connection.cursor() as cursor:
