@@ -443,7 +443,11 @@ def pages(rows: int, window: timedelta) -> list[tuple[str, str, dict[str, str]]]
         ("search by message id", listing, {"q": message_id(middle)}),
         ("search by correlation id", listing, {"q": conversation}),
         ("message", reverse("admin:messaging_app_messagelog_change", args=[rows // 2]), {}),
-        ("conversation", reverse("admin:messaging_app_messagelog_conversation", args=[conversation]), {}),
+        (
+            "conversation",
+            reverse("admin:messaging_app_messagelog_conversation", args=[conversation]),
+            {},
+        ),
         ("dead letters", reverse("admin:messaging_app_messagelog_dead_letters"), {}),
         ("stream health", reverse("admin:messaging_app_messagelog_streams"), {}),
         ("replay range form", reverse("admin:messaging_app_messagelog_replay_range"), {}),

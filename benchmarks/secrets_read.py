@@ -42,7 +42,8 @@ from benchmarks._common import emit, ensure_database, free_port, load_services_e
 
 
 def prepare() -> str:
-    """Migrate, then (re)create the secret and an agent; return the agent's token."""
+    """Migrate, then (re)create the secret and an agent; return the agent's token. The agent
+    pins the site's key, as ``create_agent`` tells it to: every uncached read is verified."""
     import django
 
     django.setup()
@@ -148,12 +149,14 @@ def direct_hvac(reads: int) -> list[float]:
 
 async def through_client(port: int, token: str, reads: int) -> tuple[list[float], list[float]]:
     from foundation_client import ClientSettings, SecretsClient
+    from secrets_app.signing import site_public_key
 
     settings = ClientSettings(
         agent_name="bench_agent",
         api_url=f"http://127.0.0.1:{port}",
         redis_url=os.environ["REDIS_URL"],
         agent_token=token,
+        site_public_key=site_public_key(),
     )
     uncached: list[float] = []
     async with SecretsClient(settings, ttl=0, stale_if_error=0, listen=False) as client:

@@ -45,6 +45,20 @@ def _empty_queue(queue):
     """Every test here runs jobs: none left over from another test."""
 
 
+async def in_thread(function, *args, **kwargs):
+    """``asyncio.to_thread`` for site code: the thread's database connection goes back to the
+    pool when it is done (the test database cannot be dropped while one is out)."""
+    from django.db import connection
+
+    def run():
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(run)
+
+
 def run_rotation_job(rq_burst):
     """Enqueue the scheduled job and let a real RQ worker run it, as in production."""
     queue = django_rq.get_queue("default")
@@ -91,7 +105,7 @@ def test_a_rotation_reaches_a_running_agent_within_a_second(
         # A long TTL: only the rotation notice can make the client fetch again.
         async with SecretsClient(client_settings(live_server, token), ttl=3600) as client:
             assert await client.get("rotating_key") == "value-before"
-            report = await asyncio.to_thread(run_rotation_job, rq_burst)
+            report = await in_thread(run_rotation_job, rq_burst)
             assert report == {"rotated": ["rotating_key"], "failed": [], "reminded": []}
             rotated_at = time.monotonic()
             while True:
@@ -145,14 +159,21 @@ def test_openbao_stopping_mid_run_serves_stale_values_then_fails_cleanly(
     services.create_secret("db_password", "pw-cached", actor=admin_user, backend="vault")
     _, token = make_agent(grants=["db_password"])
 
+    # The client's windows are crossed on a clock of the test's own: however long OpenBao takes
+    # to stop, the stale read falls inside the window and the last read past it.
+    now = [1000.0]
+
+    def clock() -> float:
+        return now[0]
+
     async def scenario() -> None:
         settings = client_settings(live_server, token)
-        async with SecretsClient(settings, ttl=0.2, stale_if_error=1.0) as client:
+        async with SecretsClient(settings, ttl=10, stale_if_error=60, clock=clock) as client:
             assert await client.get("db_password") == "pw-cached"
             await asyncio.to_thread(private_openbao.stop)
-            await asyncio.sleep(0.3)  # past the TTL: the site is asked, and fails
+            now[0] += 10  # past the TTL: the site is asked, and fails
             assert await client.get("db_password") == "pw-cached"  # stale, inside the window
-            await asyncio.sleep(1.0)  # past the stale window
+            now[0] += 60  # past the stale window
             with pytest.raises(SecretUnavailable, match="the secret store is unavailable"):
                 await client.get("db_password")
             # A second agent with nothing cached fails at once, without a traceback.
@@ -212,12 +233,12 @@ def test_a_secret_deleted_and_created_anew_is_read_at_version_1_after_the_notice
         async with SecretsClient(client_settings(live_server, token), ttl=3600) as client:
             assert await client.get("phoenix") == "second"
             assert client.cached_version("phoenix") == 2
-            await asyncio.to_thread(services.delete_secret, secret, actor=admin_user)
-            deadline = time.monotonic() + 1.0
+            await in_thread(services.delete_secret, secret, actor=admin_user)
+            deadline = time.monotonic() + 10  # a notice takes milliseconds; this only bounds a hang
             while client.cached_version("phoenix") is not None:  # the deletion notice
                 assert time.monotonic() < deadline, "the deletion notice did not arrive"
                 await asyncio.sleep(0.005)
-            await asyncio.to_thread(
+            await in_thread(
                 services.create_secret, "phoenix", "reborn", actor=admin_user, backend="local"
             )
             assert await client.get("phoenix") == "reborn"

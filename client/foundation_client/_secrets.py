@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -64,7 +65,10 @@ class SecretsClient:
         transport: Transport | None = None,
         redis: aioredis.Redis | None = None,
         listen: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` measures ``ttl`` and ``stale_if_error`` (seconds, monotonic): a test moves
+        a clock of its own across the windows instead of sleeping through them."""
         if ttl < 0 or stale_if_error < 0:
             raise ValueError("ttl and stale_if_error must not be negative")
         if not settings.agent_token:
@@ -72,6 +76,7 @@ class SecretsClient:
         self.settings = settings
         self.ttl = ttl
         self.stale_if_error = stale_if_error
+        self._clock = clock
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
         # Per name, the newest version fetched or announced: no older answer is accepted after it
@@ -125,7 +130,7 @@ class SecretsClient:
     async def get(self, name: str) -> str:
         """The current value of secret ``name``."""
         entry = self._cache.get(name)
-        if entry is not None and time.monotonic() < entry.fresh_until:
+        if entry is not None and self._clock() < entry.fresh_until:
             return entry.value
         return (await self._refresh(name, entry)).value
 
@@ -158,7 +163,7 @@ class SecretsClient:
                     logger.warning("refused an answer for %r: %s", name, reason)
                     raise SecretUnavailable(name, reason)
         except SecretUnavailable as exc:
-            if stale is not None and time.monotonic() < stale.stale_until:
+            if stale is not None and self._clock() < stale.stale_until:
                 logger.warning("serving cached %r inside its stale window: %s", name, exc.reason)
                 return stale
             raise
@@ -210,7 +215,7 @@ class SecretsClient:
         else:
             assert answer.value is not None  # a SecretAnswer carries one of the two
             value = answer.value
-        now = time.monotonic()
+        now = self._clock()
         return _Entry(value, answer.version, now + self.ttl, now + self.ttl + self.stale_if_error)
 
     def _refusal(self, name: str, nonce: str, answer: SecretAnswer) -> str | None:

@@ -180,7 +180,10 @@ def test_a_receiver_cannot_forge_a_message_into_its_own_inbox(agents, trio):
     refused(rb.xdel, inbox(b, a), "0-1")
 
 
-def _run_until(condition, *clients: Messaging, timeout: float = 5.0):
+def _run_until(condition, *clients: Messaging, timeout: float = 10.0):
+    """Until ``condition()``, driving ``clients`` (none: only waiting, while loops of their own
+    run). The deadline is only for a test that would otherwise hang."""
+
     async def loop() -> None:
         deadline = time.monotonic() + timeout
         while not condition():
@@ -224,7 +227,7 @@ def test_messaging_works_with_each_agents_own_user(agents):
             await _run_until(lambda: agents.admin.xlen(dead_letters(b)) == 1, mb)
             stop = asyncio.Event()
             loops = [asyncio.create_task(m.run(stop)) for m in (ma, mb)]
-            reply = await ma.request(b, "double", 21, timeout=3)
+            reply = await ma.request(b, "double", 21, timeout=10)
             stop.set()
             await asyncio.gather(*loops)
             return reply
@@ -273,17 +276,18 @@ def test_a_reply_from_another_agent_than_the_one_asked_is_refused(agents):
             answered = asyncio.Event()
 
             async def slow_answer(envelope: Envelope) -> None:
-                # The intruder, who saw the request's id somehow, answers first.
+                # The intruder, who saw the request's id somehow, answers first: the genuine
+                # reply goes only once the asker has refused the forged one.
                 fake = mc._envelope(asker, protocol.REPLY_TYPE, "forged", envelope.id)
                 await mc._write([fake])
-                await asyncio.sleep(0.2)
+                await _run_until(lambda: agents.admin.xlen(dead_letters(asker)) == 1)
                 await mb.reply(envelope, "genuine")
                 answered.set()
 
             mb.on("ask", slow_answer)
             stop = asyncio.Event()
             loops = [asyncio.create_task(m.run(stop)) for m in (ma, mb)]
-            reply = await ma.request(asked, "ask", None, timeout=3)
+            reply = await ma.request(asked, "ask", None, timeout=10)
             stop.set()
             await asyncio.gather(*loops)
             return reply

@@ -75,7 +75,8 @@ def dead_letters_for(receiver: str) -> list[dict[str, str]]:
     return rows
 
 
-async def drain(consumer: Messaging, until, timeout: float = 5.0) -> None:
+async def drain(consumer: Messaging, until, timeout: float = 10.0) -> None:
+    """Consume until ``until()``: the deadline is only for a test that would otherwise hang."""
     deadline = time.monotonic() + timeout
     while not until():
         assert time.monotonic() < deadline, "timed out"
@@ -166,61 +167,91 @@ def test_a_handler_that_recovers_is_not_dead_lettered():
 
 
 def test_entries_left_pending_by_a_dead_consumer_are_reclaimed():
+    """Redelivered to another consumer once the visibility timeout has passed, and not before;
+    an entry the dead consumer acknowledged is not redelivered."""
     receiver = name("rx")
+    stream = inbox(receiver, receiver)
     handled: list[str] = []
 
     async def scenario():
         async with Messaging(settings(receiver), config=FAST, consumer_name="doomed") as first:
-            await first.send(receiver, "job", {"n": 1})
-            # "doomed" reads the entry, then dies before handling it (nothing acknowledged).
-            await first._redis.xreadgroup(
-                GROUP, "doomed", {inbox(receiver, receiver): ">"}, count=10
-            )
+            acked = await first.send(receiver, "job", {"n": 1})
+            unacked = await first.send(receiver, "job", {"n": 2})
+            # "doomed" reads both, acknowledges one, and dies before handling the other.
+            read_at = time.monotonic()  # before Redis starts the entries' idle time
+            [(_, entries)] = await first._redis.xreadgroup(GROUP, "doomed", {stream: ">"})
+            for entry_id, fields in entries:
+                if wire.Envelope.from_entry(fields).id == acked:
+                    await first._redis.xack(stream, GROUP, entry_id)
         async with Messaging(settings(receiver), config=FAST, consumer_name="survivor") as second:
 
             async def handle(envelope: Envelope) -> None:
                 handled.append(envelope.id)
 
             second.on("job", handle)
-            started = time.monotonic()
             await drain(second, lambda: bool(handled))
-            return time.monotonic() - started
+            return unacked, time.monotonic() - read_at
 
-    waited = run(scenario())
-    assert len(handled) == 1
-    assert waited >= 0.2  # not before the visibility timeout (0.3 s, less time already spent)
+    unacked, waited = run(scenario())
+    # The sweep that reclaimed the one would have reclaimed the other too, were it pending.
+    assert handled == [unacked]
+    # A lower bound, however slow the machine: Redis counts the idle time in whole milliseconds.
+    assert waited >= FAST.visibility_timeout - 0.002
 
 
 def test_a_slow_batch_keeps_its_entries_from_being_claimed_by_another_consumer():
-    """Four handlers of 0.12 s, and one of 0.45 s: each longer than the whole visibility
-    timeout (0.3 s), while another consumer looks for abandoned entries every 10 ms."""
+    """One consumer reads five entries and holds the first in its handler for twice the
+    visibility timeout, while another looks for abandoned entries every 10 ms: the entry in hand
+    and the four waiting behind it all stay the first consumer's, however long the batch takes."""
     receiver = name("rx")
     handled: list[tuple[str, int]] = []
+    config = MessagingConfig(visibility_timeout=1.0, block_ms=20, sweep_every=0.01)
 
     async def scenario():
-        config = MessagingConfig(visibility_timeout=0.3, block_ms=20, sweep_every=0.01)
         async with (
             Messaging(settings(receiver), config=config, consumer_name="slow") as slow,
             Messaging(settings(receiver), config=config, consumer_name="eager") as eager,
         ):
+            holding, release = asyncio.Event(), asyncio.Event()
+            swept, all_handled = asyncio.Event(), asyncio.Event()
 
             def handler(who: str):
                 async def handle(envelope: Envelope) -> None:
                     handled.append((who, envelope.payload["n"]))
-                    if who == "slow":
-                        await asyncio.sleep(0.45 if envelope.payload["n"] == 4 else 0.12)
+                    if who == "slow" and envelope.payload["n"] == 0:
+                        holding.set()
+                        await release.wait()
+                    if len(handled) == 5:
+                        all_handled.set()
 
                 return handle
 
+            reclaim = eager._reclaim
+
+            async def reclaim_and_tell() -> list[_Entry]:
+                entries = await reclaim()
+                swept.set()
+                return entries
+
+            eager._reclaim = reclaim_and_tell
             slow.on("job", handler("slow"))
             eager.on("job", handler("eager"))
             await slow.send_many([(receiver, "job", {"n": n}, None) for n in range(5)])
             stop = asyncio.Event()
             loops = [asyncio.create_task(slow.run(stop))]
-            while not handled:  # "slow" has read all five; "eager" could only claim them
-                await asyncio.sleep(0.005)
+            # "slow" has read all five in one XREADGROUP: "eager" could only claim them.
+            await asyncio.wait_for(holding.wait(), timeout=10)
             loops.append(asyncio.create_task(eager.run(stop)))
-            await asyncio.sleep(1.4)
+            # Real time must pass for an entry to look abandoned: twice the visibility timeout
+            # since "slow" read them (load only makes it longer) ...
+            await asyncio.sleep(2 * config.visibility_timeout)
+            # ... and "eager" must have looked after that: the second sweep to end from here
+            # began after it.
+            for _ in range(2):
+                swept.clear()
+                await asyncio.wait_for(swept.wait(), timeout=10)
+            release.set()
+            await asyncio.wait_for(all_handled.wait(), timeout=10)
             stop.set()
             await asyncio.gather(*loops)
             return await slow._redis.xpending(inbox(receiver, receiver), GROUP)
@@ -510,7 +541,7 @@ def test_request_gets_the_reply_or_times_out():
             b.on("double", double)
             stop = asyncio.Event()
             loops = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
-            reply = await a.request(answerer, "double", {"n": 21}, timeout=3)
+            reply = await a.request(answerer, "double", {"n": 21}, timeout=10)
             with pytest.raises(RequestTimeout, match="no reply"):
                 await a.request(name("nobody"), "double", {"n": 1}, timeout=0.2)
             stop.set()
@@ -538,7 +569,7 @@ def test_a_reply_continues_the_trace_of_its_request():
             b.on("echo", echo)
             stop = asyncio.Event()
             loops = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
-            reply = await a.request(answerer, "echo", None, timeout=3, traceparent=trace)
+            reply = await a.request(answerer, "echo", None, timeout=10, traceparent=trace)
             with pytest.raises(MessageRejected, match="not a W3C traceparent"):
                 await a.send(answerer, "echo", None, traceparent="00-nope")
             stop.set()

@@ -46,18 +46,23 @@ def traffic(receiver: str) -> tuple[str, str]:
 
     async def scenario() -> tuple[str, str]:
         async with Messaging(ClientSettings(agent_name=receiver, redis_url=url), config=FAST) as m:
+            settled: set[str] = set()  # each is settled in the round that handles it
 
             async def good(envelope: Envelope) -> None:
-                return None
+                settled.add(envelope.id)  # acknowledged once this returns
 
             async def bad(envelope: Envelope) -> None:
+                if envelope.attempt == FAST.max_attempts:
+                    settled.add(envelope.id)  # dead-lettered once this raises
                 raise ValueError("always")
 
             m.on("good", good)
             m.on("bad", bad)
             ok = await m.send(receiver, "good", {"n": 1}, correlation_id="conv-1")
             dead = await m.send(receiver, "bad", {"n": 2}, correlation_id="conv-1")
-            for _ in range(40):
+            deadline = time.monotonic() + 10  # only for a test that would otherwise hang
+            while settled != {ok, dead}:
+                assert time.monotonic() < deadline, "the two messages did not settle"
                 await m.process_once(block_ms=0)
                 await asyncio.sleep(0.005)
             return ok, dead
