@@ -11,7 +11,7 @@ from django.db import connection, models
 from django.db.models.functions import Now
 
 from foundation_client.protocol import AGENT_NAME_PATTERN, load_public_key
-from secrets_app.models import validate_grant_pattern
+from secrets_app.models import SecretMetadata, validate_grant_pattern
 
 TOKEN_PREFIX = "fdn_"  # noqa: S105 - a prefix, not a credential
 
@@ -90,29 +90,51 @@ class Agent(models.Model):
 
     @classmethod
     def for_token(cls, token_hash: str) -> Agent | None:
-        """The agent with this token hash and its grants' patterns, in one query.
+        """The agent with this token hash and its grants' patterns, in one query."""
+        return cls.for_token_and_secret(token_hash, None)[0]
 
-        One plain SELECT with a join rather than a queryset and its prefetch: on the agent
-        API's hottest path (every read when the token cache is off or cold), the ORM's two
-        compiled queries cost 1.1 ms against 0.2 ms for this one.
+    @classmethod
+    def for_token_and_secret(
+        cls, token_hash: str, secret_name: str | None
+    ) -> tuple[Agent | None, SecretMetadata | None]:
+        """The agent with this token hash, its grants' patterns and, when ``secret_name`` is
+        given, that secret's current row (``SecretMetadata.current``), all in one query.
+
+        One plain SELECT with joins rather than querysets: on the agent API's hottest path
+        (every read when the token cache is off or cold) the ORM's two compiled queries cost
+        1.1 ms against 0.2 ms for this one, and each round trip saved is 0.2 ms more.
         """
         fields = [f.attname for f in cls._meta.concrete_fields]
         quote = connection.ops.quote_name
-        grants = SecretGrant._meta.db_table
-        # Only the model's own quoted names are formatted in; the token hash is a parameter.
+        # Only the models' own quoted names are formatted in; the values are parameters.
         columns = ", ".join("a." + quote(f) for f in fields)
+        secret_join, params = "", [token_hash]
+        if secret_name is not None:
+            columns += ", s.id, s.storage_backend, s.current_version"
+            secret_join = (
+                f" LEFT JOIN {quote(SecretMetadata._meta.db_table)} s ON s.secret_name = %s"
+            )
+            params = [secret_name, token_hash]
         sql = (
             f"SELECT {columns}, g.pattern FROM {quote(cls._meta.db_table)} a"  # noqa: S608  # nosec B608
-            f" LEFT JOIN {quote(grants)} g ON g.agent_id = a.id WHERE a.token_hash = %s"
+            f" LEFT JOIN {quote(SecretGrant._meta.db_table)} g ON g.agent_id = a.id"
+            f"{secret_join} WHERE a.token_hash = %s"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [token_hash])
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
         if not rows:
-            return None
-        agent = cls.from_db(connection.alias, fields, rows[0][: len(fields)])
+            return None, None
+        first = rows[0]
+        agent = cls.from_db(connection.alias, fields, first[: len(fields)])
         agent.grant_patterns = tuple(row[-1] for row in rows if row[-1] is not None)
-        return agent
+        secret = None
+        if secret_name is not None and first[len(fields)] is not None:
+            pk, backend, version = first[len(fields) : len(fields) + 3]
+            secret = SecretMetadata(
+                pk=pk, secret_name=secret_name, storage_backend=backend, current_version=version
+            )
+        return agent, secret
 
     def may_read(self, secret_name: str) -> bool:
         patterns = self.grant_patterns

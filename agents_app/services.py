@@ -15,6 +15,7 @@ from django.http import HttpRequest
 
 from agents_app.models import Agent, SecretGrant, hash_token
 from audit_app import services as audit
+from secrets_app.models import NOT_LOOKED_UP, SecretLookup
 
 
 @dataclass(frozen=True)
@@ -115,15 +116,25 @@ def authenticate(token: str | None) -> Agent | None:
     or a grant, in any site process, clears them at once (``foundation_site.notices``), and
     the TTL bounds what a missed notice could leave.
     """
+    return authenticate_for_read(token, None)[0]
+
+
+def authenticate_for_read(
+    token: str | None, secret_name: str | None
+) -> tuple[Agent | None, SecretLookup]:
+    """``authenticate``, and with it ``secret_name``'s current row (``SecretMetadata.current``)
+    in the same query when the token has to be read from the database: the agent API then makes
+    one round trip before the secret store, not two. The row is ``NOT_LOOKED_UP`` when the agent
+    came from the cache; it is never cached itself."""
     if not token:
-        return None
+        return None, NOT_LOOKED_UP
     token_hash = hash_token(token)
     now = time.monotonic()
     with _auth_lock:
         cached = _auth_cache.get(token_hash)
     if cached is not None and now < cached[1]:
-        return cached[0]
-    agent = Agent.for_token(token_hash)
+        return cached[0], NOT_LOOKED_UP
+    agent, secret = Agent.for_token_and_secret(token_hash, secret_name)
     ttl = settings.AGENT_AUTH_CACHE_SECONDS
     if ttl > 0:
         from foundation_site import notices
@@ -133,4 +144,4 @@ def authenticate(token: str | None) -> Agent | None:
             if len(_auth_cache) > 10_000:
                 _auth_cache.clear()
             _auth_cache[token_hash] = (agent, now + ttl)
-    return agent
+    return agent, secret if secret_name is not None else NOT_LOOKED_UP

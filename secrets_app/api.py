@@ -23,7 +23,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.params import P, QueryEx
 from ninja.security import HttpBearer
 
-from agents_app.services import authenticate
+from agents_app.services import authenticate_for_read
 from audit_app import services as audit
 from foundation_client.protocol import (
     ANSWER_NONCE,
@@ -42,6 +42,7 @@ from secrets_app.exceptions import (
     MasterKeyError,
     SecretDoesNotExist,
 )
+from secrets_app.models import is_secret_name
 
 logger = logging.getLogger("foundation.secrets.api")
 router = Router(tags=["secrets"])
@@ -62,7 +63,8 @@ def serve_read(
 ) -> tuple[int, dict[str, Any]]:
     """Answer one read: (HTTP status, JSON body). ``nonce`` is the request's ``?nonce=``: agents
     that predate signed answers send none, and get an answer signed over an empty nonce."""
-    agent = authenticate(token)
+    # With the agent, in the same query when the token is not cached: the secret's row.
+    agent, secret = authenticate_for_read(token, name if is_secret_name(name) else None)
     if agent is None:
         # Per address: beyond the limit, 429 and no row of its own (one summary row later).
         verdict = ratelimit.hit("api", audit.client_ip(request) or "-")
@@ -94,7 +96,7 @@ def serve_read(
         )
         return 400, {"detail": f"nonce must match {ANSWER_NONCE_PATTERN}"}
     try:
-        value, version = services.read_for_agent(agent, name, request)
+        value, version = services.read_for_agent(agent, name, request, secret)
     except AccessDenied as exc:
         return 403, {"detail": exc.reason}
     except SecretDoesNotExist:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from enum import Enum
+from typing import Final, Literal, Union
 
 from django.core.exceptions import ValidationError
 from django.db import connection, models
@@ -130,6 +132,17 @@ class SecretMetadata(models.Model):
     def is_rotation_due(self, now: datetime) -> bool:
         due = self.rotation_due_at()
         return due is not None and due <= now
+
+
+class Lookup(Enum):
+    NOT_LOOKED_UP = "not looked up"
+
+
+#: A secret's current row as a caller may already hold it (``SecretMetadata.current``'s answer),
+#: or ``NOT_LOOKED_UP``: the agent API looks the row up with the agent when it can
+#: (``agents_app.services.authenticate_for_read``) and passes it on.
+NOT_LOOKED_UP: Final = Lookup.NOT_LOOKED_UP
+SecretLookup = Union["SecretMetadata", None, Literal[Lookup.NOT_LOOKED_UP]]
 
 
 class SecretVersion(models.Model):

@@ -34,7 +34,13 @@ from secrets_app.exceptions import (
     SecretDoesNotExist,
     SecretsError,
 )
-from secrets_app.models import SecretMetadata, SecretVersion, is_secret_name
+from secrets_app.models import (
+    NOT_LOOKED_UP,
+    SecretLookup,
+    SecretMetadata,
+    SecretVersion,
+    is_secret_name,
+)
 from secrets_app.rotators import get_rotator
 
 logger = logging.getLogger("foundation.secrets")
@@ -234,9 +240,15 @@ def read_value(secret: SecretMetadata, version: int | None = None) -> str:
     return get_backend(secret.storage_backend).read(secret, wanted)
 
 
-def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) -> tuple[str, int]:
+def read_for_agent(
+    agent: Agent,
+    name: str,
+    request: HttpRequest | None = None,
+    secret: SecretLookup = NOT_LOOKED_UP,
+) -> tuple[str, int]:
     """An agent's read: the grant is checked first (so a denied agent learns nothing of whether
-    the secret exists), then the current version is read. Audited either way."""
+    the secret exists), then the current version is read. Audited either way. ``secret`` is
+    the name's current row when the caller already has it (``authenticate_for_read``)."""
     valid_name = is_secret_name(name)
     resource = audit_resource(name) if valid_name else "secret:(invalid name)"
     try:
@@ -246,7 +258,8 @@ def read_for_agent(agent: Agent, name: str, request: HttpRequest | None = None) 
             raise AccessDenied("no grant for this secret")
         if not valid_name:
             raise SecretDoesNotExist("(invalid name)")
-        secret = SecretMetadata.current(name)
+        if secret is NOT_LOOKED_UP:
+            secret = SecretMetadata.current(name)
         if secret is None or secret.current_version is None:
             raise SecretDoesNotExist(name)
         version = secret.current_version

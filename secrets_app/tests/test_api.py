@@ -393,3 +393,23 @@ def test_a_lower_version_is_refused_until_a_deletion_notice_resets_the_floor(
     agent._on_notice(RotationNotice("phoenix", 0).encode())  # the deletion notice, heard
     middle.answers.append(reborn)
     assert agent_read(agent, "phoenix") == "reborn"
+
+
+def test_with_every_cache_off_a_read_asks_the_database_twice(
+    client, secret, make_agent, settings, django_assert_num_queries
+):
+    """The agent, its grants and the secret's row in one query; the audit row in another. The
+    value comes from Vault every time."""
+    settings.AGENT_AUTH_CACHE_SECONDS = 0
+    settings.SECRETS_SITE_CACHE_SECONDS = 0
+    _, token = make_agent(grants=["openai_api_key"])
+    assert get(client, "openai_api_key", token).status_code == 200  # marks the first read
+    services.set_value(secret, "sk-api-value-2", actor="test")  # Vault's, not a cache's
+    with django_assert_num_queries(2):
+        answer = get(client, "openai_api_key", token)
+    assert answer.json()["value"] == "sk-api-value-2"
+    assert answer.json()["version"] == 2
+    _, denied = make_agent(name="denied_agent", grants=["other"])
+    with django_assert_num_queries(2):  # refused, and audited, without a look at the value
+        assert get(client, "openai_api_key", denied).status_code == 403
+    assert AuditLog.objects.filter(event_type="secrets.read").count() == 3
