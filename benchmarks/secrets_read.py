@@ -14,7 +14,12 @@ Prints one JSON line per figure:
   cache off (``SECRETS_SITE_CACHE_SECONDS=0``), so that every read also reads OpenBao;
 - ``uncached_all_ms`` and ``uncached_all_vs_hvac_ratio``: every cache off, the agent token
   cache too (``AGENT_AUTH_CACHE_SECONDS=0``): each read checks the token and the grants in
-  PostgreSQL, reads OpenBao, and commits its audit row. This is the honest figure.
+  PostgreSQL, reads OpenBao, and commits its audit row. This is the honest figure;
+- ``reads_audited``: the benchmark agent's audit rows of successful reads written during the
+  run, beside the number of reads that reached the site.
+
+The site runs as deployed (``DEBUG`` off; plain HTTP on loopback, as behind a TLS proxy), and
+the agent pins the site's key, so that every uncached answer is verified.
 
 The site runs on PostgreSQL (database ``foundation_bench`` on the services' server, or
 ``--pg-url``) with the services' Redis and OpenBao. Measure with a PostgreSQL as durable as in
@@ -192,8 +197,8 @@ def main() -> None:
     args = parser.parse_args()
     load_services_env(redis_db=2, database_url=args.pg_url)
     ensure_database()
-    report_durability()
     token = prepare()
+    report_durability()
     rows_before = count_read_rows()
     port = free_port()
     site = start_site(port)
