@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Field
 from django.http import HttpRequest
 
@@ -148,7 +148,9 @@ def _insert(values: tuple[Any, ...]) -> AuditLog:
         f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote('id')}"
     )
     params = [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
-    with connection.cursor() as cursor:
+    # As the ORM's save does: inside atomic(), a failed insert marks the transaction for
+    # rollback, so that a caller that catches the error cannot commit without its audit row.
+    with transaction.mark_for_rollback_on_error(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     # from_db takes the loaded values in the model's field order; what is missing is deferred.

@@ -286,6 +286,13 @@ FOUNDATION_PREVIOUS_MASTER_KEYS: list[bytes] = [
     if key is not None
 ]
 VAULT_TIMEOUT = env_int("VAULT_TIMEOUT", 5, minimum=1)
+# The CA that signs Vault's certificate (a file, or a directory of them), as Vault's own CLI and
+# hvac read them; otherwise requests' REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, then certifi's.
+VAULT_CACERT = os.environ.get("VAULT_CACERT") or None
+VAULT_CAPATH = os.environ.get("VAULT_CAPATH") or None
+for _name, _path in (("VAULT_CACERT", VAULT_CACERT), ("VAULT_CAPATH", VAULT_CAPATH)):
+    if _path and not os.path.exists(_path):
+        raise ImproperlyConfigured(f"{_name} names {_path!r}, which does not exist")
 VAULT_ROLE_ID = os.environ.get("VAULT_ROLE_ID") or None
 VAULT_SECRET_ID = env_secret("VAULT_SECRET_ID", required=False)
 if VAULT_ROLE_ID and not VAULT_SECRET_ID:

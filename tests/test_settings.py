@@ -87,6 +87,7 @@ def test_check_deploy_reports_nothing_with_production_values():
         ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://127.0.0.1:port/0"}, "REDIS_URL"),
         ({"VAULT_ADDR": "vault:8200"}, "VAULT_ADDR"),
+        ({"VAULT_CACERT": "/nonexistent/vault-ca.pem"}, "VAULT_CACERT"),
         ({"SECRET_KEY_FILE": "/nonexistent/secret"}, "SECRET_KEY_FILE"),
         (
             {"DATABASE_POOL_SIZE": "many", "DATABASE_URL": "postgres://u@127.0.0.1:5432/x"},

@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from agents_app.models import Agent, SecretGrant, hash_token
 from agents_app.services import authenticate
@@ -92,15 +93,20 @@ def test_a_token_loads_its_agent_and_grants_in_one_query(django_assert_num_queri
     assert Agent.for_token(hash_token("fdn_nobody")) is None
 
 
-def test_an_agent_loaded_by_token_saves_as_any_other(django_assert_num_queries):
-    """The agent API's agent is a real model instance: a save changes what was changed only."""
+def test_an_agent_loaded_by_token_saves_as_any_other():
+    """The agent API's agent is a real model instance: what it did not load is loaded when
+    read, and a save writes what it loaded, leaving the rest as it was."""
     agent = Agent.objects.create(name="a", token_hash=hash_token("fdn_t"), description="kept")
+    Agent.objects.filter(pk=agent.pk).update(last_seen_at=timezone.now())
     loaded = Agent.for_token(hash_token("fdn_t"))
     assert loaded is not None
+    assert loaded.is_active is True
+    assert loaded.description == "kept"  # deferred, read on first use
     loaded.is_active = False
-    loaded.save(update_fields=["is_active"])
+    loaded.save()
     agent.refresh_from_db()
     assert (agent.is_active, agent.description) == (False, "kept")
+    assert agent.last_seen_at is not None
 
 
 def test_the_admin_shows_a_new_token_once_and_never_stores_it(admin_client):

@@ -91,15 +91,14 @@ def test_the_environment_is_read_once_with_its_precedence_kept(monkeypatch, sett
     settings.VAULT_ADDR = "https://vault.example:8200"
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
-    monkeypatch.delenv("VAULT_CACERT", raising=False)
-    monkeypatch.delenv("VAULT_CAPATH", raising=False)
+    settings.VAULT_CACERT = settings.VAULT_CAPATH = None
     session, verify = vault._session()
     assert session.trust_env is False
     assert session.proxies["https"] == "http://proxy.example:3128"
     assert verify == "/etc/ssl/bundle.pem"
-    monkeypatch.setenv("VAULT_CAPATH", "/etc/vault/ca.d")
+    settings.VAULT_CAPATH = "/etc/vault/ca.d"
     assert vault._session()[1] == "/etc/vault/ca.d"
-    monkeypatch.setenv("VAULT_CACERT", "/etc/vault/ca.pem")  # hvac's order: CACERT wins
+    settings.VAULT_CACERT = "/etc/vault/ca.pem"  # hvac's order: CACERT wins
     assert vault._session()[1] == "/etc/vault/ca.pem"
     monkeypatch.setenv("NO_PROXY", "vault.example")
     assert "https" not in vault._session()[0].proxies
@@ -131,3 +130,56 @@ def test_a_proxy_in_the_environment_is_used_for_reads(monkeypatch, vault_prefix,
     assert vault._read_pool(vault.client()) is None
     with pytest.raises(BackendUnavailable, match="unreachable"):
         vault.VaultBackend().read(secret, 1)
+
+
+def test_the_direct_read_verifies_vaults_certificate(settings, tmp_path):
+    """VAULT_CACERT reaches hvac's calls (which take a session's verify over their own) and
+    the direct read, which uses requests' own pool for the address, TLS settings included."""
+    ca = tmp_path / "vault-ca.pem"
+    ca.write_text("not read until a connection is made")
+    settings.VAULT_ADDR = "https://vault.example:8200"
+    settings.VAULT_CACERT = str(ca)
+    client = vault._new_client()
+    assert client.adapter._kwargs["verify"] == str(ca)  # hvac's own calls
+    pool = vault._read_pool(client)
+    assert pool is not None
+    assert pool.scheme == "https"
+    assert pool.host == "vault.example"
+    assert pool.cert_reqs == "CERT_REQUIRED"
+    assert pool.ca_certs == str(ca)
+
+
+def test_no_proxy_alone_keeps_the_direct_read(monkeypatch, settings):
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert vault._read_pool(vault._new_client()) is not None
+
+
+def test_a_redirect_from_a_standby_is_followed(settings, vault_prefix, admin_user):
+    """A standby answers 307 to the active node: the read follows it, as hvac does."""
+    import http.server
+    import threading
+
+    secret = services.create_secret("k", "through-the-standby", actor=admin_user, backend="vault")
+    active = settings.VAULT_ADDR
+
+    class Standby(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", active + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Standby)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.VAULT_ADDR = f"http://127.0.0.1:{server.server_address[1]}"
+        vault.reset_client()
+        assert vault.VaultBackend().read(secret, 1) == "through-the-standby"
+    finally:
+        server.shutdown()
+        server.server_close()
