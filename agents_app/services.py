@@ -129,19 +129,32 @@ def authenticate_for_read(
     if not token:
         return None, NOT_LOOKED_UP
     token_hash = hash_token(token)
-    now = time.monotonic()
+    found, agent = cached_agent(token_hash)
+    if found:
+        return agent, NOT_LOOKED_UP
+    agent, secret = Agent.for_token_and_secret(token_hash, secret_name)
+    remember_agent(token_hash, agent)
+    return agent, secret if secret_name is not None else NOT_LOOKED_UP
+
+
+def cached_agent(token_hash: str) -> tuple[bool, Agent | None]:
+    """(True, the agent or None) when this token's look-up is in the cache, else (False, None)."""
     with _auth_lock:
         cached = _auth_cache.get(token_hash)
-    if cached is not None and now < cached[1]:
-        return cached[0], NOT_LOOKED_UP
-    agent, secret = Agent.for_token_and_secret(token_hash, secret_name)
-    ttl = settings.AGENT_AUTH_CACHE_SECONDS
-    if ttl > 0:
-        from foundation_site import notices
+    if cached is not None and time.monotonic() < cached[1]:
+        return True, cached[0]
+    return False, None
 
-        notices.ensure_listening()  # other processes' revocations reach this cache at once
-        with _auth_lock:
-            if len(_auth_cache) > 10_000:
-                _auth_cache.clear()
-            _auth_cache[token_hash] = (agent, now + ttl)
-    return agent, secret if secret_name is not None else NOT_LOOKED_UP
+
+def remember_agent(token_hash: str, agent: Agent | None) -> None:
+    """Keep a token's look-up for ``AGENT_AUTH_CACHE_SECONDS`` (0: not at all)."""
+    ttl = settings.AGENT_AUTH_CACHE_SECONDS
+    if ttl <= 0:
+        return
+    from foundation_site import notices
+
+    notices.ensure_listening()  # other processes' revocations reach this cache at once
+    with _auth_lock:
+        if len(_auth_cache) > 10_000:
+            _auth_cache.clear()
+        _auth_cache[token_hash] = (agent, time.monotonic() + ttl)

@@ -221,12 +221,18 @@ except Exception as exc:
     raise ImproperlyConfigured(
         f"DATABASE_URL is malformed ({type(exc).__name__}): {redacted_url(_database_url)!r}"
     ) from None
+# Connections a process may hold: Django's pool for the worker threads, and as many again for
+# the agent API's async read (secrets_app.fast_read).
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # A psycopg connection pool: requests run in changing threads (foundation_site/asgi.py),
     # where Django's per-thread persistent connections would be opened anew each time, and
     # opening a PostgreSQL connection costs several milliseconds.
-    _pool_size = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
-    _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 10}
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": 10,
+    }
     _db["CONN_MAX_AGE"] = 0
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server, the workers and the tests read while one of them writes.
@@ -326,6 +332,8 @@ SECRETS_ROTATORS: dict[str, str] = {"internal": "secrets_app.rotators.random_url
 SECRETS_ROTATION_CRON = env.str("SECRETS_ROTATION_CRON", default="*/15 * * * *")
 # How long the site keeps a secret version's value in process memory (0: never).
 SECRETS_SITE_CACHE_SECONDS = env_int("SECRETS_SITE_CACHE_SECONDS", 300)
+# The agent API answers granted reads on the event loop (secrets_app.fast_read; PostgreSQL).
+SECRETS_ASYNC_READS = env_bool("SECRETS_ASYNC_READS", default=True)
 # How long a process trusts a token lookup (agent and grants); 0: look up every request.
 AGENT_AUTH_CACHE_SECONDS = env_int("AGENT_AUTH_CACHE_SECONDS", 5)
 

@@ -2,7 +2,8 @@
 
 Agents read secrets far more often than anything else is asked of the site. This route parses
 the request itself, runs ``serve_read`` (the same function the ninja view runs) in one worker
-thread, and answers JSON, without Django's middleware chain and URL resolution. It checks the
+thread, and answers JSON, without Django's middleware chain and URL resolution. A granted read
+is answered on the event loop itself when it can be (``secrets_app.fast_read``). It checks the
 Host header against ``ALLOWED_HOSTS`` as Django would, refuses plain HTTP when
 ``SECURE_SSL_REDIRECT`` is on, and passes every other request to ``fallback``.
 """
@@ -20,7 +21,9 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
 from django.http import HttpRequest
 
+from audit_app.services import client_ip
 from foundation_client.protocol import SECRETS_API_PATH as PREFIX
+from secrets_app import fast_read
 from secrets_app.api import bearer_token, serve_read
 
 ASGIApp = Any
@@ -78,7 +81,13 @@ class SecretsReadRoute:
         name = path[len(PREFIX) :]  # ASGI paths arrive percent-decoded
         token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
         nonce = request.GET.get("nonce")  # the last one when repeated, as ninja takes it
-        status, body = await sync_to_async(_serve, thread_sensitive=False)(
-            token, name, nonce, request
-        )
-        await _answer(send, status, body)
+        answer = None
+        if fast_read.enabled():  # a granted read, on the event loop
+            answer = await fast_read.serve(
+                token, name, nonce, client_ip(request), request.META.get("HTTP_USER_AGENT")
+            )
+        if answer is None:  # anything else, refusals and failures included, in a thread
+            answer = await sync_to_async(_serve, thread_sensitive=False)(
+                token, name, nonce, request
+            )
+        await _answer(send, *answer)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Final, Literal, Union
+from typing import Any, Final, Literal, Union
 
 from django.core.exceptions import ValidationError
 from django.db import connection, models
@@ -74,6 +74,12 @@ class Backend(models.TextChoices):
     LOCAL = "local", "Local (AES-256-GCM envelope)"
 
 
+#: ``SecretMetadata.current``'s query; its one parameter is the name.
+CURRENT_QUERY = (
+    "SELECT id, storage_backend, current_version FROM secrets_metadata WHERE secret_name = %s"
+)
+
+
 class SecretMetadata(models.Model):
     id = models.AutoField(primary_key=True)
     secret_name = models.CharField(max_length=100, unique=True, validators=[validate_secret_name])
@@ -119,12 +125,12 @@ class SecretMetadata(models.Model):
         query compilation costs twice the database round trip (0.75 ms against 0.25 ms here).
         """
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT id, storage_backend, current_version FROM secrets_metadata"
-                " WHERE secret_name = %s",
-                [name],
-            )
-            row = cursor.fetchone()
+            cursor.execute(CURRENT_QUERY, [name])
+            return cls.from_current(name, cursor.fetchone())
+
+    @classmethod
+    def from_current(cls, name: str, row: tuple[Any, ...] | None) -> SecretMetadata | None:
+        """``current``'s answer from a row of ``CURRENT_QUERY`` (the async read runs it too)."""
         if row is None:
             return None
         return cls(pk=row[0], secret_name=name, storage_backend=row[1], current_version=row[2])

@@ -288,19 +288,26 @@ def read_for_agent(
     audit.record(
         "secrets.read", agent, resource, "read", success=True, request=request, version=version
     )
-    _mark_read(secret, agent)
+    mark_read(secret, agent)
     return value, version
 
 
 _last_marks: dict[int, tuple[str, float]] = {}
 
 
-def _mark_read(secret: SecretMetadata, agent: Agent) -> None:
+def mark_read_due(secret: SecretMetadata, agent: Agent) -> bool:
+    """Whether ``mark_read`` would write (once a minute per secret and reader)."""
+    previous = _last_marks.get(secret.pk)
+    return not (
+        previous is not None and previous[0] == agent.name and time.monotonic() - previous[1] < 60
+    )
+
+
+def mark_read(secret: SecretMetadata, agent: Agent) -> None:
     """Record when and by whom a secret was last read, at most once a minute per secret and
     reader: the audit log has every read; these columns serve the admin list."""
     now = time.monotonic()
-    previous = _last_marks.get(secret.pk)
-    if previous is not None and previous[0] == agent.name and now - previous[1] < 60:
+    if not mark_read_due(secret, agent):
         return
     _last_marks[secret.pk] = (agent.name, now)
     moment = timezone.now()

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import urlencode, urlsplit
 
@@ -145,6 +146,44 @@ def _keep_alive(vault: hvac.Client) -> hvac.Client:
 def reset_client() -> None:
     _local.client = None
     _local.pool = _local.pool_for = None
+
+
+@dataclass(frozen=True)
+class Access:
+    """How the async read (``secrets_app.fast_read``) may call Vault: this thread's client's
+    address, token and TLS settings, or ``direct=False`` when a proxy stands in the way."""
+
+    base_uri: str
+    token: str
+    namespace: str | None
+    verify: str | bool
+    cert: str | tuple[str, str] | None
+    direct: bool
+
+
+def access() -> Access:
+    """A snapshot of a live client (its token renewed, or logged in again, as ``client()`` does);
+    called from a worker thread, since it may have to ask Vault."""
+    vault = client()
+    adapter = vault.adapter
+    proxy = requests.utils.select_proxy(adapter.base_uri, adapter.session.proxies)
+    return Access(
+        base_uri=adapter.base_uri,
+        token=adapter.token or "",
+        namespace=adapter.namespace,
+        verify=adapter._kwargs.get("verify", True),
+        cert=adapter._kwargs.get("cert"),
+        direct=not proxy,
+    )
+
+
+def data_path(secret: SecretMetadata) -> str:
+    """The KV v2 API path of a secret's data."""
+    return str(
+        hvac.utils.format_url(
+            "/v1/{mount}/data/{path}", mount=settings.SECRETS_VAULT_MOUNT, path=path_for(secret)
+        )
+    )
 
 
 def _read_pool(vault: hvac.Client) -> urllib3.HTTPConnectionPool | None:
@@ -301,9 +340,7 @@ class VaultBackend:
     def read(self, secret: SecretMetadata, version: int) -> str:
         try:
             # hvac's read_secret_version(raise_on_deleted_version=True), by the faster path.
-            api_path = hvac.utils.format_url(
-                "/v1/{mount}/data/{path}", mount=settings.SECRETS_VAULT_MOUNT, path=path_for(secret)
-            )
+            api_path = data_path(secret)
             response = _call(
                 secret.secret_name, lambda c: _get(c, api_path, {"version": str(version)})
             )

@@ -1,0 +1,208 @@
+"""The agent API's granted read on the event loop (``secrets_app.fast_read``), against real
+PostgreSQL and OpenBao: the same answer and the same single audit row as the thread's path, and
+every other case handed to that path before anything is written."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from audit_app.models import AuditLog
+from foundation_client import generate_keypair
+from foundation_client.protocol import (
+    SecretAnswer,
+    load_site_public_key,
+    open_sealed,
+    sealing_context,
+)
+from foundation_site.asgi import application
+from secrets_app import fast_read, services, signing
+from secrets_app.backends import vault
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+
+@pytest.fixture(autouse=True)
+def _every_cache_off(settings):
+    settings.AGENT_AUTH_CACHE_SECONDS = 0
+    settings.SECRETS_SITE_CACHE_SECONDS = 0
+
+
+@pytest.fixture
+def handed(monkeypatch):
+    """Which reads the async path handed to the thread's."""
+    calls: list[str] = []
+    original = fast_read.logger.info
+
+    def spy(message: str, *args: object) -> None:
+        calls.append(str(args[0]))
+        original(message, *args)
+
+    monkeypatch.setattr(fast_read.logger, "info", spy)
+    return calls
+
+
+def read(name: str, token: str | None, nonce: str = "fast-nonce-0000000001") -> httpx.Response:
+    headers = {"Host": "localhost", "User-Agent": "fast-test/1"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=application, client=("198.51.100.9", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            return await client.get(f"/api/v1/secrets/{name}?nonce={nonce}", headers=headers)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def secret(admin_user, vault_prefix):
+    return services.create_secret("fast/key", "fast-value", actor=admin_user, backend="vault")
+
+
+def test_a_granted_read_is_answered_on_the_loop_with_one_row(secret, make_agent, handed):
+    _, token = make_agent(grants=["fast/*"])
+    services.set_value(secret, "fast-value-2", actor="test")
+    response = read("fast/key", token)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert SecretAnswer.from_body(body).verify([load_site_public_key(signing.site_public_key())])
+    assert (body["value"], body["version"], body["nonce"]) == (
+        "fast-value-2",
+        2,
+        "fast-nonce-0000000001",
+    )
+    assert handed == []  # answered on the loop
+    row = AuditLog.objects.get(event_type="secrets.read")
+    assert (row.actor, row.resource, row.action, row.success) == (
+        "ai_manager",
+        "secret:fast/key",
+        "read",
+        True,
+    )
+    assert (row.ip_address, row.user_agent, row.metadata) == (
+        "198.51.100.9",
+        "fast-test/1",
+        {"version": 2},
+    )
+    assert row.created_at is not None
+
+
+def test_the_row_is_the_one_the_threads_path_writes(secret, make_agent, settings):
+    _, token = make_agent(grants=["fast/*"])
+    assert read("fast/key", token).status_code == 200
+    settings.SECRETS_ASYNC_READS = False
+    assert read("fast/key", token).status_code == 200
+    fast, thread = AuditLog.objects.filter(event_type="secrets.read").order_by("id")
+    fields = ("event_type", "actor", "resource", "action", "ip_address", "user_agent")
+    for field in (*fields, "success", "error_message", "metadata"):
+        assert getattr(fast, field) == getattr(thread, field), field
+
+
+def test_a_sealed_read_is_answered_on_the_loop(secret, make_agent, handed):
+    private, public = generate_keypair()
+    _, token = make_agent(grants=["fast/key"], public_key=public)
+    body = read("fast/key", token).json()
+    assert "value" not in body
+    assert open_sealed(body["sealed"], private, sealing_context("fast/key", 1)) == b"fast-value"
+    assert handed == []
+
+
+@pytest.mark.parametrize(
+    ("token", "grants", "name", "status"),
+    [
+        (None, ["*"], "fast/key", 401),
+        ("fdn_bogus", ["*"], "fast/key", 401),
+        ("real", ["other"], "fast/key", 403),
+        ("real", ["*"], "fast/missing", 404),
+    ],
+)
+def test_refusals_go_to_the_threads_path_and_are_audited_once(
+    secret, make_agent, token, grants, name, status
+):
+    _, real = make_agent(grants=grants)
+    response = read(name, real if token == "real" else token)
+    assert response.status_code == status
+    (row,) = AuditLog.objects.filter(event_type="secrets.read")
+    assert row.success is False
+
+
+def test_a_disabled_agent_is_refused_by_the_threads_path(secret, make_agent, handed):
+    agent, token = make_agent(grants=["*"])
+    agent.is_active = False
+    agent.save()
+    assert read("fast/key", token).status_code == 403
+    assert "agent is disabled" in AuditLog.objects.get(event_type="secrets.read").error_message
+
+
+def test_a_local_secret_is_read_by_the_threads_path(admin_user, make_agent, handed):
+    services.create_secret("fast/local", "local-value", actor=admin_user, backend="local")
+    _, token = make_agent(grants=["*"])
+    assert read("fast/local", token).json()["value"] == "local-value"
+    assert handed == []  # not a failure: simply not the async path's case
+    assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 1
+
+
+def test_a_vault_failure_writes_one_failure_row_and_no_success(
+    secret, make_agent, settings, handed
+):
+    """A read Vault cannot answer is handed over before any row is written; the thread's path
+    then fails it, audited once."""
+    _, token = make_agent(grants=["*"])
+    settings.VAULT_ADDR = "http://127.0.0.1:9"  # nothing listens
+    vault.reset_client()
+    response = read("fast/key", token)
+    assert response.status_code == 503
+    assert "secret-value" not in response.text
+    (row,) = AuditLog.objects.filter(event_type="secrets.read")
+    assert row.success is False
+    assert "unreachable" in (row.error_message or "")
+    vault.reset_client()
+
+
+def test_a_vault_token_vault_refuses_hands_the_read_over(secret, make_agent, monkeypatch):
+    """A 403 from Vault (a token replaced or revoked since the snapshot) is the thread's case,
+    which logs in again where it can or reports it; the snapshot is taken again next time."""
+    _, token = make_agent(grants=["*"])
+    real = vault.access
+
+    def stale() -> vault.Access:
+        good = real()
+        return vault.Access(**{**good.__dict__, "token": "not-a-token"})
+
+    monkeypatch.setattr(vault, "access", stale)
+    assert read("fast/key", token).status_code == 200  # the thread's path, its own client
+    assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 1
+
+
+def test_off_on_request(settings, secret, make_agent, handed):
+    settings.SECRETS_ASYNC_READS = False
+    assert not fast_read.enabled()
+    settings.SECRETS_ASYNC_READS = True
+    settings.RATELIMIT_AGENT_READS = "100/minute"  # the quota is the thread's to count
+    assert not fast_read.enabled()
+
+
+def test_tls_to_vault_verifies_as_hvac_is_told(tmp_path):
+    """The async read's TLS: the CA hvac uses (a file, a directory, certifi's by default), and
+    no verification only where hvac was told so."""
+    import shutil
+    import ssl
+
+    import certifi
+
+    def access(verify: str | bool) -> vault.Access:
+        return vault.Access("https://vault.example", "t", None, verify, None, True)
+
+    for verify in (True, certifi.where()):
+        context = fast_read._tls(access(verify))
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname
+    directory = tmp_path / "cas"
+    directory.mkdir()
+    shutil.copy(certifi.where(), directory / "ca.pem")
+    assert fast_read._tls(access(str(directory))).verify_mode == ssl.CERT_REQUIRED
+    assert fast_read._tls(access(False)).verify_mode == ssl.CERT_NONE
