@@ -102,10 +102,21 @@ _auth_cache: dict[str, tuple[Agent | None, float]] = {}
 _auth_lock = threading.Lock()
 
 
+_auth_generation = 0  # bumped by every forget_agents: a look-up begun before is not kept
+
+
 def forget_agents() -> None:
     """Drop cached authentications (called whenever an agent or a grant changes)."""
+    global _auth_generation
     with _auth_lock:
         _auth_cache.clear()
+        _auth_generation += 1
+
+
+def auth_generation() -> int:
+    """Taken before a look-up and given to ``remember_agent``: a change that arrives while the
+    look-up runs keeps its (perhaps revoked) agent out of the cache."""
+    return _auth_generation
 
 
 def authenticate(token: str | None) -> Agent | None:
@@ -132,8 +143,9 @@ def authenticate_for_read(
     found, agent = cached_agent(token_hash)
     if found:
         return agent, NOT_LOOKED_UP
+    generation = auth_generation()
     agent, secret = Agent.for_token_and_secret(token_hash, secret_name)
-    remember_agent(token_hash, agent)
+    remember_agent(token_hash, agent, generation)
     return agent, secret if secret_name is not None else NOT_LOOKED_UP
 
 
@@ -146,8 +158,9 @@ def cached_agent(token_hash: str) -> tuple[bool, Agent | None]:
     return False, None
 
 
-def remember_agent(token_hash: str, agent: Agent | None) -> None:
-    """Keep a token's look-up for ``AGENT_AUTH_CACHE_SECONDS`` (0: not at all)."""
+def remember_agent(token_hash: str, agent: Agent | None, generation: int) -> None:
+    """Keep a token's look-up for ``AGENT_AUTH_CACHE_SECONDS`` (0: not at all), unless agents
+    changed since ``generation`` (``auth_generation()`` taken before the look-up)."""
     ttl = settings.AGENT_AUTH_CACHE_SECONDS
     if ttl <= 0:
         return
@@ -155,6 +168,8 @@ def remember_agent(token_hash: str, agent: Agent | None) -> None:
 
     notices.ensure_listening()  # other processes' revocations reach this cache at once
     with _auth_lock:
+        if generation != _auth_generation:
+            return
         if len(_auth_cache) > 10_000:
             _auth_cache.clear()
         _auth_cache[token_hash] = (agent, time.monotonic() + ttl)

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from urllib.parse import urlencode, urlsplit
 
@@ -154,7 +154,7 @@ class Access:
     address, token and TLS settings, or ``direct=False`` when a proxy stands in the way."""
 
     base_uri: str
-    token: str
+    token: str = field(repr=False)
     namespace: str | None
     verify: str | bool
     cert: str | tuple[str, str] | None

@@ -206,3 +206,38 @@ def test_tls_to_vault_verifies_as_hvac_is_told(tmp_path):
     shutil.copy(certifi.where(), directory / "ca.pem")
     assert fast_read._tls(access(str(directory))).verify_mode == ssl.CERT_REQUIRED
     assert fast_read._tls(access(False)).verify_mode == ssl.CERT_NONE
+
+
+def test_a_read_whose_audit_fails_is_refused_not_read_twice(secret, make_agent, monkeypatch):
+    """Once the insert is on its way the row may be in: the read is refused (503), never
+    handed to the thread's path to be read and audited again."""
+    from audit_app import services as audit
+
+    _, token = make_agent(grants=["*"])
+
+    async def broken(conn, values):
+        raise OSError("the connection dropped after the commit")
+
+    monkeypatch.setattr(audit, "insert_async", broken)
+    response = read("fast/key", token)
+    assert response.status_code == 503
+    assert "fast-value" not in response.text
+    assert not AuditLog.objects.filter(event_type="secrets.read").exists()
+
+
+def test_a_change_during_a_look_up_keeps_its_agent_out_of_the_cache(make_agent, settings):
+    from agents_app.services import (
+        auth_generation,
+        cached_agent,
+        forget_agents,
+        remember_agent,
+    )
+
+    settings.AGENT_AUTH_CACHE_SECONDS = 5
+    agent, _ = make_agent()
+    generation = auth_generation()
+    forget_agents()  # a revocation notice arrives while the look-up runs
+    remember_agent("hash", agent, generation)
+    assert cached_agent("hash") == (False, None)
+    remember_agent("hash", agent, auth_generation())
+    assert cached_agent("hash") == (True, agent)
