@@ -86,14 +86,9 @@ class Agent(models.Model):
         self.redis_password_hash = hash_token(password)
         return password
 
-    #: The grants' patterns when the agent was loaded by ``for_token`` (the agent API's path);
-    #: otherwise None and ``may_read`` asks the database.
+    #: The grants' patterns when the agent was loaded by ``for_token_and_secret`` (the agent
+    #: API's path); otherwise None and ``may_read`` asks the database.
     grant_patterns: tuple[str, ...] | None = None
-
-    @classmethod
-    def for_token(cls, token_hash: str) -> Agent | None:
-        """The agent with this token hash and its grants' patterns, in one query."""
-        return cls.for_token_and_secret(token_hash, None)[0]
 
     @classmethod
     def for_token_and_secret(

@@ -142,10 +142,14 @@ def _insert_sql() -> str:
     )
 
 
+@functools.cache
+def _fields() -> list[Field[Any, Any]]:
+    return [cast("Field[Any, Any]", AuditLog._meta.get_field(name)) for name in _COLUMNS]
+
+
 def _params(values: tuple[Any, ...]) -> list[Any]:
     """The row's values adapted by the model's own fields, as the ORM's insert adapts them."""
-    fields = [cast("Field[Any, Any]", AuditLog._meta.get_field(name)) for name in _COLUMNS]
-    return [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
+    return [f.get_db_prep_save(v, connection) for f, v in zip(_fields(), values, strict=True)]
 
 
 def _entry(pk: int, values: tuple[Any, ...]) -> AuditLog:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -38,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,6 +188,27 @@ async def through_client(port: int, token: str, reads: int) -> tuple[list[float]
     return uncached[20:], cached
 
 
+@contextlib.contextmanager
+def running_site(site_cache: bool = True, auth_cache: bool = True) -> Iterator[int]:
+    """A site of its own (``start_site``) for the block; its port."""
+    port = free_port()
+    site = start_site(port, site_cache=site_cache, auth_cache=auth_cache)
+    try:
+        yield port
+    finally:
+        site.terminate()
+        site.wait(timeout=10)
+
+
+def emit_ms(figure: str, timings: list[float], p90: bool = False) -> float:
+    """Print the median of ``timings`` (seconds) in ms, the 90th centile with it if asked;
+    return the median."""
+    median = statistics.median(timings) * 1e3
+    extra = {"p90": round(statistics.quantiles(timings, n=10)[-1] * 1e3, 3)} if p90 else {}
+    emit(figure, median, "ms", samples=len(timings), **extra)
+    return median
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=500)
@@ -200,58 +223,27 @@ def main() -> None:
     token = prepare()
     report_durability()
     rows_before = count_read_rows()
-    port = free_port()
-    site = start_site(port)
-    try:
+    with running_site() as port:
         uncached, cached = asyncio.run(through_client(port, token, args.reads))
         hvac_reads = direct_hvac(args.reads)
-    finally:
-        site.terminate()
-        site.wait(timeout=10)
     # The same, with the site's version cache off: every read also goes to OpenBao.
-    port = free_port()
-    site = start_site(port, site_cache=False)
-    try:
+    with running_site(site_cache=False) as port:
         no_site_cache, _ = asyncio.run(through_client(port, token, args.reads))
-    finally:
-        site.terminate()
-        site.wait(timeout=10)
     # Every cache off: the token and grants from PostgreSQL, the value from OpenBao. The hvac
     # baseline is read again beside it, so that the ratio compares reads of one moment.
-    port = free_port()
-    site = start_site(port, site_cache=False, auth_cache=False)
-    try:
+    with running_site(site_cache=False, auth_cache=False) as port:
         nothing_cached, _ = asyncio.run(through_client(port, token, args.reads))
         hvac_again = direct_hvac(args.reads)
-    finally:
-        site.terminate()
-        site.wait(timeout=10)
-    cached_us = statistics.median(cached) * 1e6
-    uncached_ms = statistics.median(uncached) * 1e3
-    hvac_ms = statistics.median(hvac_reads) * 1e3
-    emit("cached_get_us", cached_us, "us", target="<= 20", samples=len(cached))
     emit(
-        "uncached_get_ms",
-        uncached_ms,
-        "ms",
-        samples=len(uncached),
-        p90=round(statistics.quantiles(uncached, n=10)[-1] * 1e3, 3),
+        "cached_get_us", statistics.median(cached) * 1e6, "us", target="<= 20", samples=len(cached)
     )
-    emit("direct_hvac_read_ms", hvac_ms, "ms", samples=len(hvac_reads))
+    uncached_ms = emit_ms("uncached_get_ms", uncached, p90=True)
+    hvac_ms = emit_ms("direct_hvac_read_ms", hvac_reads)
     emit("uncached_vs_hvac_ratio", uncached_ms / hvac_ms, "x", target="<= 2.5")
-    vault_ms = statistics.median(no_site_cache) * 1e3
-    emit("uncached_get_site_cache_off_ms", vault_ms, "ms", samples=len(no_site_cache))
+    vault_ms = emit_ms("uncached_get_site_cache_off_ms", no_site_cache)
     emit("uncached_site_cache_off_vs_hvac_ratio", vault_ms / hvac_ms, "x")
-    all_ms = statistics.median(nothing_cached) * 1e3
-    hvac_again_ms = statistics.median(hvac_again) * 1e3
-    emit(
-        "uncached_all_ms",
-        all_ms,
-        "ms",
-        samples=len(nothing_cached),
-        p90=round(statistics.quantiles(nothing_cached, n=10)[-1] * 1e3, 3),
-    )
-    emit("direct_hvac_read_again_ms", hvac_again_ms, "ms", samples=len(hvac_again))
+    all_ms = emit_ms("uncached_all_ms", nothing_cached, p90=True)
+    hvac_again_ms = emit_ms("direct_hvac_read_again_ms", hvac_again)
     emit("uncached_all_vs_hvac_ratio", all_ms / hvac_again_ms, "x", target="<= 2.0")
     audited = count_read_rows() - rows_before
     emit("reads_audited", audited, "rows", expected=expected_reads(args.reads))

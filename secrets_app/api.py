@@ -23,6 +23,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.params import P, QueryEx
 from ninja.security import HttpBearer
 
+from agents_app.models import Agent
 from agents_app.services import authenticate_for_read
 from audit_app import services as audit
 from foundation_client.protocol import (
@@ -109,34 +110,45 @@ def serve_read(
     except (BackendUnavailable, MasterKeyError) as exc:
         logger.warning("secret %s unavailable: %s", name, exc)
         return 503, {"detail": "the secret store is unavailable"}
+    try:
+        return 200, signed_answer(agent, name, version, nonce or "", value)
+    except UnusableKey:
+        audit.record(
+            "secrets.read",
+            agent,
+            services.audit_resource(name),
+            "seal",
+            success=False,
+            request=request,
+            error="the agent's public key is unusable",
+        )
+        return 503, {"detail": "the agent's public key is unusable"}
+
+
+class UnusableKey(Exception):
+    """The agent's registered public key does not load: its value cannot be sealed to it."""
+
+
+def signed_answer(agent: Agent, name: str, version: int, nonce: str, value: str) -> dict[str, Any]:
+    """The answer's body: the value sealed to the agent's key when it has one, signed with the
+    site's key over the request's nonce. Both read paths answer with it (``secrets_app.fast_read``
+    too)."""
     sealed: dict[str, str] | None = None
     if agent.public_key:
         try:
-            sealed = seal(
-                value.encode("utf-8"),
-                load_public_key(agent.public_key),
-                sealing_context(name, version),
-            )
+            key = load_public_key(agent.public_key)
         except ValueError:
-            audit.record(
-                "secrets.read",
-                agent,
-                services.audit_resource(name),
-                "seal",
-                success=False,
-                request=request,
-                error="the agent's public key is unusable",
-            )
-            return 503, {"detail": "the agent's public key is unusable"}
+            raise UnusableKey from None
+        sealed = seal(value.encode("utf-8"), key, sealing_context(name, version))
     answer = SecretAnswer(
         agent=agent.name,
         name=name,
         version=version,
-        nonce=nonce or "",
+        nonce=nonce,
         sealed=sealed,
         value=None if sealed is not None else value,
     )
-    return 200, signing.sign(answer).to_body()
+    return signing.sign(answer).to_body()
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,9 @@ from agents_app.services import auth_generation, cached_agent, remember_agent
 from audit_app import services as audit
 from foundation_client.protocol import (
     ANSWER_NONCE,
-    SecretAnswer,
-    load_public_key,
-    seal,
-    sealing_context,
 )
-from secrets_app import services, signing, value_cache
+from secrets_app import services, value_cache
+from secrets_app.api import signed_answer
 from secrets_app.backends import vault
 from secrets_app.models import CURRENT_QUERY, SecretMetadata, is_secret_name
 
@@ -105,7 +102,7 @@ async def serve(
                 value = await _read_vault(resources, secret, version)
                 if value is None:
                     return None
-            answer = _answer(agent, name, version, nonce or "", value)
+            answer = signed_answer(agent, name, version, nonce or "", value)
             # The answer is made; only now is the read audited, durably, before it leaves.
             auditing = True
             await audit.insert_async(
@@ -156,23 +153,6 @@ async def _look_up(conn: Any, token_hash: str, name: str) -> tuple[Agent | None,
     agent, secret = Agent.from_lookup(await cursor.fetchall(), name)
     remember_agent(token_hash, agent, generation)
     return agent, secret
-
-
-def _answer(agent: Agent, name: str, version: int, nonce: str, value: str) -> dict[str, Any]:
-    sealed = None
-    if agent.public_key:  # a key that does not load raises: the thread's path audits that
-        sealed = seal(
-            value.encode("utf-8"), load_public_key(agent.public_key), sealing_context(name, version)
-        )
-    answer = SecretAnswer(
-        agent=agent.name,
-        name=name,
-        version=version,
-        nonce=nonce,
-        sealed=sealed,
-        value=None if sealed is not None else value,
-    )
-    return signing.sign(answer).to_body()
 
 
 def _mark_read(secret: SecretMetadata, agent: Agent) -> None:

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from tests.fixtures.services import needs_project_services
+
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +35,7 @@ def deployment():
     """A database of its own, owned by the migration role, migrated by it, then the site's role
     granted; dropped afterwards."""
     if not (OWNER_URL and SITE_URL and ADMIN_URL):
-        pytest.skip("scripts/services makes the roles (FOUNDATION_PG_OWNER_URL, _SITE_URL)")
+        needs_project_services("no FOUNDATION_PG_OWNER_URL and _SITE_URL from scripts/services")
     name = f"roles_{uuid.uuid4().hex[:8]}"
     owner = urlsplit(OWNER_URL).username
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:

@@ -13,6 +13,7 @@ import pytest
 
 from secrets_app import services, value_cache
 from secrets_app.backends import vault
+from tests.fixtures.services import needs_project_services
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ def restartable_openbao(settings):
     if not (ROOT / ".run" / "openbao" / "bao.pid").exists() or not settings.VAULT_ADDR.endswith(
         f":{os.environ.get('FOUNDATION_BAO_PORT', '17200')}"
     ):
-        pytest.skip("OpenBao here is not the one scripts/services runs")
+        needs_project_services("OpenBao here is not the one scripts/services runs")
 
 
 def test_a_secret_survives_a_restart_of_openbao(

@@ -80,17 +80,17 @@ def test_a_token_loads_its_agent_and_grants_in_one_query(django_assert_num_queri
     SecretGrant.objects.create(agent=agent, pattern="openai_api_key")
     Agent.objects.create(name="bare", token_hash=hash_token("fdn_bare"))
     with django_assert_num_queries(1):
-        loaded = Agent.for_token(hash_token("fdn_t"))
+        loaded = Agent.for_token_and_secret(hash_token("fdn_t"), None)[0]
         assert loaded is not None
         assert sorted(loaded.grant_patterns or ()) == ["db/*", "openai_api_key"]
         assert loaded.may_read("db/primary")
         assert not loaded.may_read("dbx")
     assert (loaded.pk, loaded.name, loaded.token_hash) == (agent.pk, "a", agent.token_hash)
-    bare = Agent.for_token(hash_token("fdn_bare"))
+    bare = Agent.for_token_and_secret(hash_token("fdn_bare"), None)[0]
     assert bare is not None
     assert bare.grant_patterns == ()
     assert not bare.may_read("db/primary")
-    assert Agent.for_token(hash_token("fdn_nobody")) is None
+    assert Agent.for_token_and_secret(hash_token("fdn_nobody"), None)[0] is None
 
 
 def test_an_agent_loaded_by_token_saves_as_any_other():
@@ -98,7 +98,7 @@ def test_an_agent_loaded_by_token_saves_as_any_other():
     read, and a save writes what it loaded, leaving the rest as it was."""
     agent = Agent.objects.create(name="a", token_hash=hash_token("fdn_t"), description="kept")
     Agent.objects.filter(pk=agent.pk).update(last_seen_at=timezone.now())
-    loaded = Agent.for_token(hash_token("fdn_t"))
+    loaded = Agent.for_token_and_secret(hash_token("fdn_t"), None)[0]
     assert loaded is not None
     assert loaded.is_active is True
     assert loaded.description == "kept"  # deferred, read on first use
