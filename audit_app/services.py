@@ -177,19 +177,20 @@ def _insert(values: tuple[Any, ...]) -> AuditLog:
     return _entry(row[0], values)
 
 
-async def insert_async(conn: Any, values: tuple[Any, ...]) -> AuditLog:
+async def insert_async(conn: Any, values: tuple[Any, ...]) -> int:
     """``record``'s insert on a psycopg ``AsyncConnection`` (PostgreSQL, autocommit), for the
     agent API's async read (``secrets_app.fast_read``); ``values`` from ``row_values``. The row,
-    its adaptation, its durable commit and its log line are ``record``'s own.
+    its adaptation, its durable commit and its log line are ``record``'s own; its id is returned
+    (no model instance: the async read has no use for one).
 
     (Writing the row in a transaction while Vault is read, committed after, was measured and
-    left out: the commit's wait for the disk is most of the insert's cost, so nothing was won.)
+    left out: the commit's wait for the disk is most of the insert's cost, so nothing was won.
+    The async read writes it, committed, while Vault is read instead.)
     """
     cursor = await conn.execute(_insert_sql(), _params(values))
     row = await cursor.fetchone()
-    entry = _entry(row[0], values)
-    _log(entry)
-    return entry
+    _log(values)
+    return int(row[0])
 
 
 def row_values(
@@ -223,17 +224,21 @@ def row_values(
     )
 
 
-def _log(entry: AuditLog) -> None:
-    # One structured record (settings.LOGGING renders JSON): fields, never text to extend.
+def _log(values: tuple[Any, ...]) -> None:
+    """The row's log line (``values`` in ``_COLUMNS``' order): one structured record
+    (settings.LOGGING renders JSON), fields, never text to extend."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    event_type, actor, resource, action, ip_address, _, success = values[:7]
     logger.info(
         "audit",
         extra={
-            "audit_event": entry.event_type,
-            "action": entry.action,
-            "actor": entry.actor,
-            "resource": entry.resource,
-            "success": entry.success,
-            "ip": entry.ip_address,
+            "audit_event": event_type,
+            "action": action,
+            "actor": actor,
+            "resource": resource,
+            "success": success,
+            "ip": ip_address,
         },
     )
 
@@ -260,20 +265,19 @@ def record(
     if request is not None:
         ip_address = client_ip(request)
         user_agent = request.META.get("HTTP_USER_AGENT")
-    entry = _insert(
-        row_values(
-            event_type,
-            actor,
-            resource,
-            action,
-            success=success,
-            user_agent=user_agent,
-            error=error,
-            ip_address=ip_address,
-            **metadata,
-        )
+    values = row_values(
+        event_type,
+        actor,
+        resource,
+        action,
+        success=success,
+        user_agent=user_agent,
+        error=error,
+        ip_address=ip_address,
+        **metadata,
     )
-    _log(entry)
+    entry = _insert(values)
+    _log(values)
     return entry
 
 

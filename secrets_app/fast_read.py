@@ -1,18 +1,22 @@
 """The agent API's granted read as one coroutine, on the served ASGI application's event loop.
 
-``secrets_app.asgi`` tries this first for ``GET /api/v1/secrets/<name>``. It answers only the
-common case, a read that is granted and succeeds: a valid token, an active agent with a grant,
-a name with a current version, stored in Vault (or in the site's value cache), read directly
-and answered. Everything else (a missing or bad token, a refusal, a missing secret, the local
-backend, an agent read quota, a Vault error or a proxy in the way) returns None before anything
-is written, and the request goes to ``serve_read`` in a worker thread, the one place that
-refuses, rate-limits and audits failures. So the async path writes one row per answer, the same
-row ``serve_read`` writes (``audit_app.services.row_values``), and only after the answer is made.
+``secrets_app.asgi`` tries this first for ``GET /api/v1/secrets/<name>``. It answers the common
+case, a read that is granted and succeeds: a valid token, an active agent with a grant, a name
+with a current version, stored in Vault (or in the site's value cache). Everything else (a
+missing or bad token, a refusal, a missing secret, the local backend, an agent read quota, a
+proxy in the way, Vault unreachable) returns None before anything is written, and the request
+goes to ``serve_read`` in a worker thread, the one place that refuses, rate-limits and audits
+failures.
 
-Why: with every cache off, a read waits five times in a row (the agent's request, the look-up,
-Vault, the audit insert, the answer), and on our machines each wait in a worker thread cost about
-twice what it costs on the event loop, the thread hand-offs included: 3.43 ms against 2.2 ms for
-the same work (docs/secrets.md, "Speed").
+Once the read is granted and a connection to Vault is in hand, its audit row (the row
+``serve_read`` writes: ``audit_app.services.row_values``) is inserted and committed while Vault
+is read, and the value leaves only when both are done. If Vault then fails, the threads' path
+reads again and writes the outcome's row after the grant's (docs/secrets.md, "Two rows for one
+read"): the log may say a value was given that was not, never the reverse.
+
+Why: with every cache off, a read waits on the look-up, Vault and the durable audit insert;
+in a worker thread each wait cost about twice what it costs here, and the insert's wait for the
+disk overlaps Vault's answer (docs/secrets.md, "Speed").
 
 PostgreSQL only (psycopg's async connections, kept idle per event loop, as many as Django's pool);
 on SQLite every read takes the thread. ``SECRETS_ASYNC_READS=false`` turns it off.
@@ -30,10 +34,10 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
-import aiohttp
 import certifi
+import httptools
 import psycopg
 import psycopg.pq
 from asgiref.sync import sync_to_async
@@ -43,9 +47,7 @@ from django.db import close_old_connections, connection
 from agents_app.models import Agent, hash_token
 from agents_app.services import auth_generation, cached_agent, remember_agent
 from audit_app import services as audit
-from foundation_client.protocol import (
-    ANSWER_NONCE,
-)
+from foundation_client.protocol import ANSWER_NONCE, load_public_key
 from secrets_app import services, value_cache
 from secrets_app.api import signed_answer
 from secrets_app.backends import vault
@@ -78,8 +80,6 @@ async def serve(
         return None
     if nonce is not None and not ANSWER_NONCE.fullmatch(nonce):
         return None
-    body: dict[str, Any] | None = None  # set once the row is committed: the read is ours
-    auditing = False  # the insert is on its way: from here on the read is never handed over
     try:
         resources = await _resources()
         if resources.busy.locked():  # every connection this loop may hold is in use
@@ -93,43 +93,80 @@ async def serve(
                 or secret is None
                 or secret.current_version is None
                 or secret.storage_backend != "vault"
+                or not _sealable(agent)
             ):
                 return None
             version = secret.current_version
-            value = value_cache.get(secret.pk, version)
-            from_vault = value is None
-            if value is None:
-                value = await _read_vault(resources, secret, version)
-                if value is None:
-                    return None
-            answer = signed_answer(agent, name, version, nonce or "", value)
-            # The answer is made; only now is the read audited, durably, before it leaves.
-            auditing = True
-            await audit.insert_async(
-                conn,
-                audit.row_values(
-                    "secrets.read",
-                    agent,
-                    services.audit_resource(name),
-                    "read",
-                    success=True,
-                    user_agent=user_agent,
-                    ip_address=ip_address,
-                    version=version,
-                ),
+            row = audit.row_values(
+                "secrets.read",
+                agent,
+                services.audit_resource(name),
+                "read",
+                success=True,
+                user_agent=user_agent,
+                ip_address=ip_address,
+                version=version,
             )
-            body = answer
-        await _after_read(secret, agent, value if from_vault else None)
+            value = value_cache.get(secret.pk, version)
+            vault_at: _VaultEndpoint | None = None
+            if value is None:
+                vault_at = await _vault_endpoint(resources)
+                if vault_at is None:  # Vault away, or a proxy in the way: the threads' path
+                    return None
+                # A connection in hand before the row is written: Vault unreachable is a
+                # failure the threads' path answers and audits, with no row of ours.
+                try:
+                    vault_conn = await _vault_connection(resources, vault_at)
+                except (OSError, TimeoutError) as exc:
+                    resources.vault_down_until = time.monotonic() + VAULT_DOWN_SECONDS
+                    logger.info("async read of %r: Vault unreachable (%s)", name, exc)
+                    return None
+            # Granted: the row is written (and committed, durably) while Vault is read; the
+            # value leaves only once both are done.
+            audited, read = await asyncio.gather(
+                audit.insert_async(conn, row),
+                (
+                    _read_vault(resources, vault_at, vault_conn, secret, version)
+                    if vault_at
+                    else _known(value)
+                ),
+                return_exceptions=True,
+            )
+    except Exception as exc:  # nothing written: the thread's path answers
+        logger.info("async read of %r handed to the thread: %s", name, type(exc).__name__)
+        return None
+    if isinstance(audited, BaseException):
+        # The row may or may not be in: refused, rather than read again and audited twice.
+        logger.warning("async read of %r could not be audited: %s", name, type(audited).__name__)
+        return 503, {"detail": "the read could not be audited"}
+    if not isinstance(read, str):
+        # Granted and audited, but Vault did not answer cleanly: the threads' path reads it
+        # again, with its precise errors, and writes the outcome's row after this one.
+        why = type(read).__name__ if isinstance(read, BaseException) else "no clean answer"
+        logger.info("async read of %r handed to the thread after its row: %s", name, why)
+        return None
+    body = signed_answer(agent, name, version, nonce or "", read)  # its key loads: _sealable
+    try:
+        await _after_read(secret, agent, read if vault_at else None)
     except Exception as exc:
-        if body is None and not auditing:  # nothing written: the thread's path answers
-            logger.info("async read of %r handed to the thread: %s", name, type(exc).__name__)
-            return None
-        if body is None:
-            # The row may or may not be in: refused, rather than read again and audited twice.
-            logger.warning("async read of %r could not be audited: %s", name, type(exc).__name__)
-            return 503, {"detail": "the read could not be audited"}
         logger.warning("after an async read of %r: %s", name, type(exc).__name__)
     return 200, body
+
+
+async def _known(value: str | None) -> str | None:
+    return value
+
+
+def _sealable(agent: Agent) -> bool:
+    """Whether the agent's registered key loads (none is fine): checked before anything is
+    written, so that a key that cannot seal is refused, and audited, by the threads' path."""
+    if not agent.public_key:
+        return True
+    try:
+        load_public_key(agent.public_key)
+    except ValueError:
+        return False
+    return True
 
 
 async def _after_read(secret: SecretMetadata, agent: Agent, read: str | None) -> None:
@@ -214,20 +251,27 @@ class _Connections:
 
 
 class _Resources:
-    def __init__(self, connections: _Connections, http: aiohttp.ClientSession) -> None:
+    def __init__(self, connections: _Connections) -> None:
         self.pool = connections
-        self.http = http
         # At most DATABASE_POOL_SIZE reads at once hold a connection; more go to the threads.
         self.busy = asyncio.Semaphore(settings.DATABASE_POOL_SIZE)
-        self.access: vault.Access | None = None
+        self.vault_idle: list[_VaultConnection] = []  # kept alive, to ``vault_at``'s address
+        self.vault_at: _VaultEndpoint | None = None
         self.access_at = 0.0
         self.access_lock = asyncio.Lock()  # one refresh of the snapshot at a time
         self.vault_down_until = 0.0  # after a transport error, the threads' path reads Vault
 
+    def forget_vault(self) -> None:
+        """Ask for a fresh snapshot next time (a token renewed or replaced), and drop the
+        connections kept to the old address."""
+        self.vault_at = None
+        while self.vault_idle:
+            self.vault_idle.pop().close()
+
     async def close(self) -> None:
-        for closing in (self.http.close, self.pool.close):
-            with contextlib.suppress(Exception):
-                await closing()
+        self.forget_vault()
+        with contextlib.suppress(Exception):
+            await self.pool.close()
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[_Resources, Any]] = (
@@ -248,7 +292,7 @@ async def _resources() -> _Resources:
         if "prepare_threshold" not in settings.DATABASES["default"].get("OPTIONS", {}):
             params.pop("prepare_threshold", None)
         connections = _Connections({**params, "autocommit": True})
-        resources = _Resources(connections, aiohttp.ClientSession())
+        resources = _Resources(connections)
         keeper = _closed_with_the_loop(resources)
         await keeper.__anext__()
         held = _per_loop.setdefault(loop, (resources, keeper))
@@ -266,46 +310,214 @@ async def _closed_with_the_loop(resources: _Resources) -> AsyncIterator[None]:
         await resources.close()
 
 
-async def _current_access(resources: _Resources) -> vault.Access:
-    async with resources.access_lock:
-        now = time.monotonic()
-        if resources.access is None or now - resources.access_at > ACCESS_SECONDS:
-            resources.access = await sync_to_async(vault.access, thread_sensitive=False)()
-            resources.access_at = now
-        return resources.access
+class _VaultEndpoint:
+    """What a direct read needs of the Vault client (``vault.access()``, taken in a worker
+    thread): where Vault is, and the request's fixed head, its token in it."""
+
+    def __init__(self, access: vault.Access, where: SplitResult) -> None:
+        self.host = where.hostname or ""
+        self.tls = _tls(access) if where.scheme == "https" else None
+        self.port = where.port or (443 if self.tls else 80)
+        head = f"Host: {where.netloc}\r\nX-Vault-Request: true\r\nX-Vault-Token: {access.token}\r\n"
+        if access.namespace:
+            head += f"X-Vault-Namespace: {access.namespace}\r\n"
+        self.head = head.encode("latin-1")
+
+    @classmethod
+    def of(cls, access: vault.Access) -> _VaultEndpoint | None:
+        """None where the threads' path must read: a proxy between the site and Vault, an
+        address that is not plain HTTP(S), or header text that would not make one header."""
+        where = urlsplit(access.base_uri)
+        text = access.token + (access.namespace or "") + where.netloc
+        if (
+            not access.direct
+            or where.scheme not in ("http", "https")
+            or not where.hostname
+            or where.username is not None
+            or any(c in text for c in "\r\n\0")
+            or not text.isascii()
+        ):
+            return None
+        return cls(access, where)
+
+    def request(self, path: str) -> bytes:
+        return b"GET " + path.encode("ascii") + b" HTTP/1.1\r\n" + self.head + b"\r\n"
 
 
-async def _read_vault(resources: _Resources, secret: SecretMetadata, version: int) -> str | None:
-    """The value of ``version`` from Vault, or None for anything but a clean answer."""
+async def _vault_endpoint(resources: _Resources) -> _VaultEndpoint | None:
+    """This loop's ``_VaultEndpoint``, refreshed every ``ACCESS_SECONDS`` (renewal and log-in
+    stay with the threads' client); None while the threads' path must read."""
     if time.monotonic() < resources.vault_down_until:
         return None
-    access = await _current_access(resources)
-    if not access.direct:
-        return None
-    headers = {"X-Vault-Request": "true", "X-Vault-Token": access.token}
-    if access.namespace:
-        headers["X-Vault-Namespace"] = access.namespace
-    url = f"{access.base_uri.rstrip('/')}{vault.data_path(secret)}?"
-    url += urlencode({"version": str(version)})
+    async with resources.access_lock:
+        now = time.monotonic()
+        if resources.vault_at is None or now - resources.access_at > ACCESS_SECONDS:
+            access = await sync_to_async(vault.access, thread_sensitive=False)()
+            resources.forget_vault()
+            resources.vault_at = _VaultEndpoint.of(access)
+            resources.access_at = now
+            if resources.vault_at is None:
+                resources.vault_down_until = now + ACCESS_SECONDS  # not asked on every read
+        return resources.vault_at
+
+
+#: The largest answer from Vault the async read takes in (a secret's value is at most
+#: SECRETS_MAX_VALUE_BYTES; its JSON envelope adds little); beyond, the threads' path reads.
+MAX_VAULT_ANSWER = 4 * 1024 * 1024
+
+
+class _VaultConnection(asyncio.Protocol):
+    """One kept-alive HTTP/1.1 connection to Vault, one request at a time, its answers parsed
+    by httptools (the parser Uvicorn serves with).
+
+    Why not aiohttp's client: this path makes one kind of request, a GET with fixed headers,
+    and aiohttp's general machinery (its request and response objects, cookies, redirects,
+    tracing) cost 0.28 ms of CPU a read here against 0.09 ms for this, and 0.27 ms of the read's
+    time (``docs/secrets.md``, "Speed"). Anything unusual (a proxy, a redirect, a status other
+    than 200, a parse error, a closed connection) is refused to the threads' path, which reads
+    with hvac.
+    """
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future[tuple[int, bytes]] | None = None
+        self.body: list[bytes] = []
+        self.size = 0
+        self.keep_alive = False
+        self.closed = False
+        self.requests = 0
+
+    # asyncio's side
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer is None or self.answer.done():
+            self._failed(ConnectionError("Vault sent bytes no request asked for"))
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._failed(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._failed(exc or ConnectionResetError("Vault closed the connection"))
+
+    # httptools' side
+    def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > MAX_VAULT_ANSWER:
+            raise ValueError("Vault's answer is larger than the async read takes")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result((self.parser.get_status_code(), b"".join(self.body)))
+
+    # ours
+    async def get(self, request: bytes) -> tuple[int, bytes]:
+        if self.transport is None or self.closed:
+            raise ConnectionResetError("the connection to Vault is closed")
+        self.body, self.size, self.keep_alive = [], 0, False
+        self.answer = asyncio.get_running_loop().create_future()
+        self.requests += 1
+        self.transport.write(request)
+        return await self.answer
+
+    def _failed(self, exc: BaseException) -> None:
+        self.close()
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+#: Connections to Vault a loop keeps open between reads.
+_VAULT_KEPT = 16
+
+
+async def _vault_connection(
+    resources: _Resources, at: _VaultEndpoint, kept: bool = True
+) -> _VaultConnection:
+    """A kept connection to Vault, else a new one (which may raise ``OSError`` or
+    ``TimeoutError``)."""
+    while kept and resources.vault_idle:
+        idle = resources.vault_idle.pop()
+        if not idle.closed:
+            return idle
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(settings.VAULT_TIMEOUT):
+        _, opened = await loop.create_connection(
+            _VaultConnection,
+            at.host,
+            at.port,
+            ssl=at.tls,
+            server_hostname=at.host if at.tls else None,
+        )
+    return opened
+
+
+async def _read_vault(
+    resources: _Resources,
+    at: _VaultEndpoint,
+    conn: _VaultConnection,
+    secret: SecretMetadata,
+    version: int,
+    again: bool = True,
+) -> str | None:
+    """The value of ``version`` from Vault over ``conn``, or None for anything but a clean
+    answer. A 403 (the token renewed or replaced since the snapshot) is asked once more with a
+    fresh snapshot, when its token differs."""
+    request = at.request(f"{vault.data_path(secret)}?{urlencode({'version': str(version)})}")
     try:
-        async with resources.http.get(
-            url,
-            headers=headers,
-            ssl=_tls(access) if urlsplit(access.base_uri).scheme == "https" else False,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=settings.VAULT_TIMEOUT),
-        ) as response:
-            if response.status != 200:
-                if response.status == 403:
-                    resources.access = None  # a token renewed or replaced: ask again next time
-                return None
-            body = json.loads(await response.read())
-    except (aiohttp.ClientError, TimeoutError):
+        try:
+            async with asyncio.timeout(settings.VAULT_TIMEOUT):
+                status, raw = await conn.get(request)
+        except (OSError, httptools.HttpParserError) as exc:
+            if conn.requests == 1 or conn.size:
+                raise
+            # A kept connection Vault closed as the request went: once more, on a new one.
+            logger.info("async read from Vault, again on a new connection: %s", exc)
+            conn = await _vault_connection(resources, at, kept=False)
+            async with asyncio.timeout(settings.VAULT_TIMEOUT):
+                status, raw = await conn.get(request)
+    except (OSError, TimeoutError, httptools.HttpParserError, ValueError) as exc:
+        conn.close()
+        logger.info("async read from Vault: %s", type(exc).__name__)
         # Not twice the wait while Vault is away: the threads' path reads it (and says so).
         resources.vault_down_until = time.monotonic() + VAULT_DOWN_SECONDS
         return None
-    data = (body.get("data") or {}).get("data") or {}
-    value = data.get("value")
+    except BaseException:  # cancelled mid-answer: the connection is not fit to be used again
+        conn.close()
+        raise
+    if conn.keep_alive and at is resources.vault_at and len(resources.vault_idle) < _VAULT_KEPT:
+        resources.vault_idle.append(conn)
+    else:
+        conn.close()
+    if status == 403 and again:
+        resources.forget_vault()
+        fresh = await _vault_endpoint(resources)
+        if fresh is None or fresh.head == at.head:
+            return None
+        try:
+            conn = await _vault_connection(resources, fresh)
+        except (OSError, TimeoutError):
+            return None
+        return await _read_vault(resources, fresh, conn, secret, version, again=False)
+    if status != 200:
+        return None
+    try:
+        body = json.loads(raw)
+        value = body["data"]["data"]["value"]
+    except (ValueError, TypeError, KeyError):
+        return None
     return value if isinstance(value, str) else None
 
 

@@ -163,19 +163,58 @@ def test_a_vault_failure_writes_one_failure_row_and_no_success(
     vault.reset_client()
 
 
-def test_a_vault_token_vault_refuses_hands_the_read_over(secret, make_agent, monkeypatch):
-    """A 403 from Vault (a token replaced or revoked since the snapshot) is the thread's case,
-    which logs in again where it can or reports it; the snapshot is taken again next time."""
+def test_a_token_replaced_since_the_snapshot_is_read_again_with_the_new_one(
+    secret, make_agent, monkeypatch, handed
+):
+    """A 403 from Vault (the token renewed or replaced since the snapshot): the snapshot is
+    taken again and the read asked once more, on the loop, still one row."""
+    _, token = make_agent(grants=["*"])
+    real = vault.access
+    snapshots = iter(["not-a-token"])
+
+    def renewed() -> vault.Access:
+        good = real()
+        return vault.Access(**{**good.__dict__, "token": next(snapshots, good.token)})
+
+    monkeypatch.setattr(vault, "access", renewed)
+    assert read("fast/key", token).json()["value"] == "fast-value"
+    assert handed == []
+    assert AuditLog.objects.filter(event_type="secrets.read").count() == 1
+
+
+def test_a_token_vault_keeps_refusing_goes_to_the_threads_path_after_its_row(
+    secret, make_agent, monkeypatch
+):
+    """The read was granted and its row written while Vault was asked; Vault refused the
+    site's token: the threads' path reads with its own client, and writes the outcome's row
+    after the grant's (docs/secrets.md, "Two rows for one read")."""
     _, token = make_agent(grants=["*"])
     real = vault.access
 
     def stale() -> vault.Access:
-        good = real()
-        return vault.Access(**{**good.__dict__, "token": "not-a-token"})
+        return vault.Access(**{**real().__dict__, "token": "not-a-token"})
 
     monkeypatch.setattr(vault, "access", stale)
-    assert read("fast/key", token).status_code == 200  # the thread's path, its own client
-    assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 1
+    assert read("fast/key", token).json()["value"] == "fast-value"
+    rows = AuditLog.objects.filter(event_type="secrets.read").order_by("id")
+    assert [row.success for row in rows] == [True, True]
+
+
+def test_a_secret_vault_lost_is_reported_after_the_grants_row(secret, make_agent, settings, handed):
+    """Vault lost the secret (restored from an older snapshot): the grant's row, then the
+    threads' path's refusal, which tells the agent an administrator must reconcile."""
+    _, token = make_agent(grants=["*"])
+    vault.client().secrets.kv.v2.delete_metadata_and_all_versions(
+        path=vault.path_for(secret), mount_point=settings.SECRETS_VAULT_MOUNT
+    )
+    response = read("fast/key", token)
+    assert response.status_code == 503
+    assert "administrator must reconcile" in response.json()["detail"]
+    grant, outcome = AuditLog.objects.filter(event_type="secrets.read").order_by("id")
+    assert grant.success is True
+    assert outcome.success is False
+    assert "vault holds no version" in outcome.error_message
+    assert handed == ["fast/key"]  # after its row
 
 
 def test_off_on_request(settings, secret, make_agent, handed):
