@@ -118,20 +118,27 @@ async def serve(
                 try:
                     vault_conn = await _vault_connection(resources, vault_at)
                 except (OSError, TimeoutError) as exc:
-                    resources.vault_down_until = time.monotonic() + VAULT_DOWN_SECONDS
+                    resources.vault_trouble()
                     logger.info("async read of %r: Vault unreachable (%s)", name, exc)
                     return None
-            # Granted: the row is written (and committed, durably) while Vault is read; the
-            # value leaves only once both are done.
-            audited, read = await asyncio.gather(
-                audit.insert_async(conn, row),
-                (
-                    _read_vault(resources, vault_at, vault_conn, secret, version)
-                    if vault_at
-                    else _known(value)
-                ),
-                return_exceptions=True,
-            )
+                uses = vault_conn.uses
+            try:
+                # Granted: the row is written (and committed, durably) while Vault is read;
+                # the value leaves only once both are done.
+                audited, read = await asyncio.gather(
+                    audit.insert_async(conn, row),
+                    (
+                        _read_vault(resources, vault_at, vault_conn, secret, version)
+                        if vault_at
+                        else _known(value)
+                    ),
+                    return_exceptions=True,
+                )
+            finally:
+                # Cancelled before the read began: the connection is still this read's alone.
+                # (Once it began, the read keeps or closes it, and another may hold it now.)
+                if vault_at and vault_conn.uses == uses:
+                    vault_conn.close()
     except Exception as exc:  # nothing written: the thread's path answers
         logger.info("async read of %r handed to the thread: %s", name, type(exc).__name__)
         return None
@@ -145,7 +152,11 @@ async def serve(
         why = type(read).__name__ if isinstance(read, BaseException) else "no clean answer"
         logger.info("async read of %r handed to the thread after its row: %s", name, why)
         return None
-    body = signed_answer(agent, name, version, nonce or "", read)  # its key loads: _sealable
+    try:
+        body = signed_answer(agent, name, version, nonce or "", read)  # its key loads: _sealable
+    except Exception as exc:  # the row is in: refused, not read and audited again
+        logger.warning("async read of %r could not be signed: %s", name, type(exc).__name__)
+        return 503, {"detail": "the answer could not be signed"}
     try:
         await _after_read(secret, agent, read if vault_at else None)
     except Exception as exc:
@@ -199,7 +210,7 @@ def _mark_read(secret: SecretMetadata, agent: Agent) -> None:
         close_old_connections()
 
 
-# --- Per event loop: connections, an HTTP session, Vault access ------------------------
+# --- Per event loop: database connections, Vault connections, Vault access -------------
 
 
 class _Connections:
@@ -259,17 +270,19 @@ class _Resources:
         self.vault_at: _VaultEndpoint | None = None
         self.access_at = 0.0
         self.access_lock = asyncio.Lock()  # one refresh of the snapshot at a time
-        self.vault_down_until = 0.0  # after a transport error, the threads' path reads Vault
+        self.vault_down_until = 0.0  # after a Vault error, the threads' path reads Vault
 
-    def forget_vault(self) -> None:
-        """Ask for a fresh snapshot next time (a token renewed or replaced), and drop the
-        connections kept to the old address."""
-        self.vault_at = None
+    def vault_trouble(self) -> None:
+        """Vault failed in a way the next reads would meet too: for ``VAULT_DOWN_SECONDS``
+        they go to the threads' path before writing anything (one row each, not two)."""
+        self.vault_down_until = time.monotonic() + VAULT_DOWN_SECONDS
+
+    def close_idle(self) -> None:
         while self.vault_idle:
             self.vault_idle.pop().close()
 
     async def close(self) -> None:
-        self.forget_vault()
+        self.close_idle()
         with contextlib.suppress(Exception):
             await self.pool.close()
 
@@ -301,7 +314,7 @@ async def _resources() -> _Resources:
 
 async def _closed_with_the_loop(resources: _Resources) -> AsyncIterator[None]:
     """Held open for the loop's life: ``asyncio.run`` (Uvicorn's, a test's) closes a loop's
-    async generators before the loop, and so the pool and the session with it."""
+    async generators before the loop, and so the database and Vault connections with it."""
     try:
         yield
         await asyncio.Event().wait()  # pragma: no cover - never resumed
@@ -315,32 +328,37 @@ class _VaultEndpoint:
     thread): where Vault is, and the request's fixed head, its token in it."""
 
     def __init__(self, access: vault.Access, where: SplitResult) -> None:
+        tls = _tls(access) if where.scheme == "https" else None
         self.host = where.hostname or ""
-        self.tls = _tls(access) if where.scheme == "https" else None
-        self.port = where.port or (443 if self.tls else 80)
+        self.port = where.port or (443 if tls else 80)
+        self.tls = tls
+        self.address = (self.host, self.port, tls)  # what a kept connection is bound to
+        self.prefix = where.path.rstrip("/")  # VAULT_ADDR's own path, as hvac keeps it
         head = f"Host: {where.netloc}\r\nX-Vault-Request: true\r\nX-Vault-Token: {access.token}\r\n"
         if access.namespace:
             head += f"X-Vault-Namespace: {access.namespace}\r\n"
-        self.head = head.encode("latin-1")
+        self.head = head.encode("ascii")
 
     @classmethod
     def of(cls, access: vault.Access) -> _VaultEndpoint | None:
         """None where the threads' path must read: a proxy between the site and Vault, an
         address that is not plain HTTP(S), or header text that would not make one header."""
         where = urlsplit(access.base_uri)
-        text = access.token + (access.namespace or "") + where.netloc
+        text = access.token + (access.namespace or "") + where.netloc + where.path
         if (
             not access.direct
             or where.scheme not in ("http", "https")
             or not where.hostname
             or where.username is not None
-            or any(c in text for c in "\r\n\0")
+            or where.query
+            or any(c in text for c in "\r\n\0 ")
             or not text.isascii()
         ):
             return None
         return cls(access, where)
 
-    def request(self, path: str) -> bytes:
+    def request(self, secret: SecretMetadata, version: int) -> bytes:
+        path = f"{self.prefix}{vault.data_path(secret)}?{urlencode({'version': str(version)})}"
         return b"GET " + path.encode("ascii") + b" HTTP/1.1\r\n" + self.head + b"\r\n"
 
 
@@ -353,10 +371,12 @@ async def _vault_endpoint(resources: _Resources) -> _VaultEndpoint | None:
         now = time.monotonic()
         if resources.vault_at is None or now - resources.access_at > ACCESS_SECONDS:
             access = await sync_to_async(vault.access, thread_sensitive=False)()
-            resources.forget_vault()
-            resources.vault_at = _VaultEndpoint.of(access)
-            resources.access_at = now
-            if resources.vault_at is None:
+            fresh = _VaultEndpoint.of(access)
+            old = resources.vault_at
+            if fresh is None or old is None or fresh.address != old.address:
+                resources.close_idle()  # kept connections go with the address, not the token
+            resources.vault_at, resources.access_at = fresh, now
+            if fresh is None:
                 resources.vault_down_until = now + ACCESS_SECONDS  # not asked on every read
         return resources.vault_at
 
@@ -364,6 +384,8 @@ async def _vault_endpoint(resources: _Resources) -> _VaultEndpoint | None:
 #: The largest answer from Vault the async read takes in (a secret's value is at most
 #: SECRETS_MAX_VALUE_BYTES; its JSON envelope adds little); beyond, the threads' path reads.
 MAX_VAULT_ANSWER = 4 * 1024 * 1024
+#: Connections to Vault a loop keeps open between reads.
+VAULT_KEPT = 16
 
 
 class _VaultConnection(asyncio.Protocol):
@@ -373,9 +395,10 @@ class _VaultConnection(asyncio.Protocol):
     Why not aiohttp's client: this path makes one kind of request, a GET with fixed headers,
     and aiohttp's general machinery (its request and response objects, cookies, redirects,
     tracing) cost 0.28 ms of CPU a read here against 0.09 ms for this, and 0.27 ms of the read's
-    time (``docs/secrets.md``, "Speed"). Anything unusual (a proxy, a redirect, a status other
-    than 200, a parse error, a closed connection) is refused to the threads' path, which reads
-    with hvac.
+    time (``docs/secrets.md``, "Speed"). Anything unusual (a status other than 200, an interim
+    1xx answer, bytes no request asked for, a parse error, a closed connection) fails the read,
+    which the threads' path then makes with hvac; only a connection whose last answer was a
+    clean, whole 200 is used again.
     """
 
     def __init__(self) -> None:
@@ -384,27 +407,34 @@ class _VaultConnection(asyncio.Protocol):
         self.answer: asyncio.Future[tuple[int, bytes]] | None = None
         self.body: list[bytes] = []
         self.size = 0
+        self.heard = False  # any byte of the current answer
         self.keep_alive = False
         self.closed = False
-        self.requests = 0
+        self.reused = False  # taken from the idle list, not opened for this read
+        self.uses = 0  # requests sent
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         if self.answer is None or self.answer.done():
             self._failed(ConnectionError("Vault sent bytes no request asked for"))
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except Exception as exc:  # a parse error, an upgrade, a callback's refusal
             self._failed(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._failed(exc or ConnectionResetError("Vault closed the connection"))
 
     # httptools' side
+    def on_message_begin(self) -> None:
+        if self.answer is None or self.answer.done():
+            raise ConnectionError("Vault sent an answer no request asked for")
+
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
 
@@ -415,17 +445,26 @@ class _VaultConnection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:  # an interim answer: its final one would follow, unasked for
+            raise ConnectionError(f"an interim answer ({status}) from Vault")
         if self.answer is not None and not self.answer.done():
-            self.answer.set_result((self.parser.get_status_code(), b"".join(self.body)))
+            self.answer.set_result((status, b"".join(self.body)))
 
     # ours
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     async def get(self, request: bytes) -> tuple[int, bytes]:
-        if self.transport is None or self.closed:
+        if self.transport is None or not self.usable():
             raise ConnectionResetError("the connection to Vault is closed")
-        self.body, self.size, self.keep_alive = [], 0, False
+        self.body, self.size, self.heard, self.keep_alive = [], 0, False, False
         self.answer = asyncio.get_running_loop().create_future()
-        self.requests += 1
-        self.transport.write(request)
+        self.uses += 1
+        try:
+            self.transport.write(request)
+        except RuntimeError as exc:  # uvloop: written after the peer's EOF, before it is told
+            raise ConnectionResetError("the connection to Vault is closed") from exc
         return await self.answer
 
     def _failed(self, exc: BaseException) -> None:
@@ -439,10 +478,6 @@ class _VaultConnection(asyncio.Protocol):
             self.transport.close()
 
 
-#: Connections to Vault a loop keeps open between reads.
-_VAULT_KEPT = 16
-
-
 async def _vault_connection(
     resources: _Resources, at: _VaultEndpoint, kept: bool = True
 ) -> _VaultConnection:
@@ -450,8 +485,10 @@ async def _vault_connection(
     ``TimeoutError``)."""
     while kept and resources.vault_idle:
         idle = resources.vault_idle.pop()
-        if not idle.closed:
+        if idle.usable():
+            idle.reused = True
             return idle
+        idle.close()
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(settings.VAULT_TIMEOUT):
         _, opened = await loop.create_connection(
@@ -464,6 +501,22 @@ async def _vault_connection(
     return opened
 
 
+def _keep(resources: _Resources, at: _VaultEndpoint, conn: _VaultConnection) -> None:
+    """Back in the idle list after a clean, whole 200, if Vault keeps it open and it still
+    goes where Vault is; closed otherwise."""
+    current = resources.vault_at
+    if (
+        conn.keep_alive
+        and conn.usable()
+        and current is not None
+        and current.address == at.address
+        and len(resources.vault_idle) < VAULT_KEPT
+    ):
+        resources.vault_idle.append(conn)
+    else:
+        conn.close()
+
+
 async def _read_vault(
     resources: _Resources,
     at: _VaultEndpoint,
@@ -473,52 +526,55 @@ async def _read_vault(
     again: bool = True,
 ) -> str | None:
     """The value of ``version`` from Vault over ``conn``, or None for anything but a clean
-    answer. A 403 (the token renewed or replaced since the snapshot) is asked once more with a
-    fresh snapshot, when its token differs."""
-    request = at.request(f"{vault.data_path(secret)}?{urlencode({'version': str(version)})}")
+    answer. A 403 (the token replaced since the snapshot) is asked once more with a fresh
+    snapshot, when its token differs."""
+    request = at.request(secret, version)
     try:
         try:
             async with asyncio.timeout(settings.VAULT_TIMEOUT):
                 status, raw = await conn.get(request)
-        except (OSError, httptools.HttpParserError) as exc:
-            if conn.requests == 1 or conn.size:
+        except (OSError, ConnectionError) as exc:
+            if not conn.reused or conn.heard:
                 raise
             # A kept connection Vault closed as the request went: once more, on a new one.
             logger.info("async read from Vault, again on a new connection: %s", exc)
             conn = await _vault_connection(resources, at, kept=False)
             async with asyncio.timeout(settings.VAULT_TIMEOUT):
                 status, raw = await conn.get(request)
-    except (OSError, TimeoutError, httptools.HttpParserError, ValueError) as exc:
+    except Exception as exc:  # transport, time-out, parse or size: Vault is not fit to ask
         conn.close()
         logger.info("async read from Vault: %s", type(exc).__name__)
-        # Not twice the wait while Vault is away: the threads' path reads it (and says so).
-        resources.vault_down_until = time.monotonic() + VAULT_DOWN_SECONDS
+        resources.vault_trouble()
         return None
     except BaseException:  # cancelled mid-answer: the connection is not fit to be used again
         conn.close()
         raise
-    if conn.keep_alive and at is resources.vault_at and len(resources.vault_idle) < _VAULT_KEPT:
-        resources.vault_idle.append(conn)
-    else:
-        conn.close()
-    if status == 403 and again:
-        resources.forget_vault()
-        fresh = await _vault_endpoint(resources)
-        if fresh is None or fresh.head == at.head:
-            return None
-        try:
-            conn = await _vault_connection(resources, fresh)
-        except (OSError, TimeoutError):
-            return None
-        return await _read_vault(resources, fresh, conn, secret, version, again=False)
     if status != 200:
+        conn.close()
+        if status == 403 and again:
+            resources.access_at = -ACCESS_SECONDS  # the token replaced since? a fresh snapshot
+            fresh = await _vault_endpoint(resources)
+            if fresh is not None and fresh.head != at.head:
+                try:
+                    conn = await _vault_connection(resources, fresh)
+                except (OSError, TimeoutError):
+                    resources.vault_trouble()
+                    return None
+                return await _read_vault(resources, fresh, conn, secret, version, again=False)
+        if status != 404:  # a redirect, a refusal, a limit, an error: not this secret's alone
+            resources.vault_trouble()
         return None
     try:
-        body = json.loads(raw)
-        value = body["data"]["data"]["value"]
+        body = json.loads(raw)["data"]
+        value, held = body["data"]["value"], body["metadata"]["version"]
     except (ValueError, TypeError, KeyError):
+        value = held = None
+    # Not the version asked for: never another's value (nor its connection used again).
+    if held != version or not isinstance(value, str):
+        conn.close()
         return None
-    return value if isinstance(value, str) else None
+    _keep(resources, at, conn)
+    return value
 
 
 _tls_contexts: dict[tuple[Any, Any], ssl.SSLContext] = {}

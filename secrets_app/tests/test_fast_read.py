@@ -1,6 +1,7 @@
 """The agent API's granted read on the event loop (``secrets_app.fast_read``), against real
-PostgreSQL and OpenBao: the same answer and the same single audit row as the thread's path, and
-every other case handed to that path before anything is written."""
+PostgreSQL and OpenBao: the same answer and the same audit row as the thread's path; a refusal
+or an unreachable Vault handed to that path before anything is written; a Vault that fails
+after the grant's row handed over after it (two rows, the outcome's last)."""
 
 from __future__ import annotations
 

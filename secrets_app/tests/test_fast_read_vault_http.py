@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -18,22 +19,30 @@ from secrets_app.models import SecretMetadata
 SECRET = SecretMetadata(pk=1, secret_name="app/key", storage_backend="vault", current_version=3)
 
 
-def answer(value: str = "the-value", status: str = "200 OK", chunked: bool = False) -> bytes:
-    body = json.dumps({"data": {"data": {"value": value}, "metadata": {"version": 3}}}).encode()
+def answer(
+    value: str = "the-value", status: str = "200 OK", chunked: bool = False, version: int = 3
+) -> bytes:
+    body = json.dumps({"data": {"data": {"value": value}, "metadata": {"version": version}}})
+    raw = body.encode()
     if chunked:
-        half = len(body) // 2
-        parts = [body[:half], body[half:]]
+        half = len(raw) // 2
+        parts = [raw[:half], raw[half:]]
         encoded = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
         return f"HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + encoded
-    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-    return head.encode() + b"\r\n\r\n" + body
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(raw)}"
+    return head.encode() + b"\r\n\r\n" + raw
 
 
-Script = Callable[[int, bytes], Awaitable[bytes | None]]
+#: A script's reply, then the connection closed (without saying so in the answer).
+CLOSE_AFTER = object()
+
+Script = Callable[[int, bytes], Awaitable[Any]]
 
 
 class FakeVault:
-    """Answers each request with ``script(connection number, request head)``; None closes."""
+    """Answers each request with ``script(connection number, request head)``: bytes; None to
+    close instead; or ``(bytes, after)``: then, a moment later, ``after`` (bytes) is sent
+    unasked, or the connection closed (``CLOSE_AFTER``)."""
 
     def __init__(self, script: Script) -> None:
         self.script = script
@@ -50,47 +59,64 @@ class FakeVault:
                 reply = await self.script(number, head)
                 if reply is None:
                     break
-                writer.write(reply)
+                after = reply[1] if isinstance(reply, tuple) else None
+                writer.write(reply[0] if after is not None else reply)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+                if after is not None:
+                    await asyncio.sleep(0.02)  # the client has its answer: then, unasked
+                    if after is CLOSE_AFTER:
+                        break
+                    writer.write(after)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client went, or the test's loop is closing
         finally:
             writer.close()
 
 
-def run(script: Script, reads: int = 1) -> tuple[list, FakeVault, object]:
-    """``reads`` reads, one after the other, through one loop's resources."""
-    fake = FakeVault(script)
+class Run:
+    """``reads`` reads through one loop's resources, one after the other; what Vault saw."""
 
-    async def go() -> tuple[list, object]:
-        server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        access = vault.Access(f"http://127.0.0.1:{port}", "s.token", "team-a", True, None, True)
-        resources = fast_read._Resources(fast_read._Connections({}))
-        resources.vault_at = at = fast_read._VaultEndpoint.of(access)
-        assert at is not None
-        values = []
-        for _ in range(reads):
-            conn = await fast_read._vault_connection(resources, at)
-            values.append(await fast_read._read_vault(resources, at, conn, SECRET, 3))
-        await resources.close()
-        server.close()
-        await server.wait_closed()
-        return values, resources
+    def __init__(
+        self, script: Script, monkeypatch: Any, reads: int = 1, path: str = "", pause: float = 0
+    ) -> None:
+        self.fake = FakeVault(script)
+        self.values: list[str | None] = []
+        self.kept: list[int] = []  # connections kept after each read
+        self.trouble: list[bool] = []  # whether each read sent the next ones to the threads
 
-    values, resources = asyncio.run(go())
-    return values, fake, resources
+        async def go() -> None:
+            server = await asyncio.start_server(self.fake.handle, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            access = vault.Access(
+                f"http://127.0.0.1:{port}{path}", "s.token", "team-a", True, None, True
+            )
+            monkeypatch.setattr(vault, "access", lambda: access)  # a fresh snapshot: the same
+            self.resources = resources = fast_read._Resources(fast_read._Connections({}))
+            for _ in range(reads):
+                at = await fast_read._vault_endpoint(resources)
+                assert at is not None
+                conn = await fast_read._vault_connection(resources, at)
+                self.values.append(await fast_read._read_vault(resources, at, conn, SECRET, 3))
+                self.kept.append(len(resources.vault_idle))
+                self.trouble.append(resources.vault_down_until > 0)
+                resources.vault_down_until = 0  # each read asks Vault
+                await asyncio.sleep(pause)
+            await resources.close()
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run(go())
 
 
 async def ok(number: int, head: bytes) -> bytes:
     return answer()
 
 
-def test_reads_share_one_kept_alive_connection_and_send_vaults_headers(settings):
-    values, fake, _ = run(ok, reads=3)
-    assert values == ["the-value"] * 3
-    assert fake.connections == 1
-    head = fake.requests[0].decode()
+def test_reads_share_one_kept_alive_connection_and_send_vaults_headers(settings, monkeypatch):
+    run = Run(ok, monkeypatch, reads=3)
+    assert run.values == ["the-value"] * 3
+    assert (run.fake.connections, run.kept) == (1, [1, 1, 1])
+    head = run.fake.requests[0].decode()
     assert head.startswith(f"GET /v1/{settings.SECRETS_VAULT_MOUNT}/data/")
     assert head.split("\r\n")[0].endswith("?version=3 HTTP/1.1")
     assert "X-Vault-Token: s.token\r\n" in head
@@ -98,81 +124,128 @@ def test_reads_share_one_kept_alive_connection_and_send_vaults_headers(settings)
     assert "X-Vault-Request: true\r\n" in head
 
 
-def test_a_chunked_answer_is_read_whole():
+def test_the_path_of_vault_addr_is_kept_as_hvac_keeps_it(settings, monkeypatch):
+    run = Run(ok, monkeypatch, path="/gateway/vault/")
+    assert run.values == ["the-value"]
+    prefix = f"GET /gateway/vault/v1/{settings.SECRETS_VAULT_MOUNT}/data/"
+    assert run.fake.requests[0].decode().startswith(prefix)
+
+
+def test_a_chunked_answer_is_read_whole(monkeypatch):
     async def chunked(number: int, head: bytes) -> bytes:
         return answer("x" * 5000, chunked=True)
 
-    assert run(chunked)[0] == ["x" * 5000]
+    assert Run(chunked, monkeypatch).values == ["x" * 5000]
 
 
-def test_a_connection_vault_closed_between_reads_is_replaced_once():
+def test_a_connection_vault_closed_as_a_request_went_is_replaced_once(monkeypatch):
     asked: dict[int, int] = {}
 
-    async def close_after_one(number: int, head: bytes) -> bytes | None:
-        # The first connection answers once, then closes as the second request arrives.
+    async def close_on_second(number: int, head: bytes) -> bytes | None:
         asked[number] = asked.get(number, 0) + 1
         return None if number == 1 and asked[number] == 2 else answer()
 
-    values, fake, _ = run(close_after_one, reads=2)
-    assert values == ["the-value", "the-value"]
-    assert fake.connections == 2
+    run = Run(close_on_second, monkeypatch, reads=2)
+    assert run.values == ["the-value", "the-value"]
+    assert run.fake.connections == 2
+
+
+@pytest.mark.parametrize("after", [CLOSE_AFTER, b"HTTP/1.1 200 OK\r\n"], ids=["closed", "bytes"])
+def test_a_connection_closed_or_sent_bytes_while_idle_is_not_used(monkeypatch, after):
+    async def then(number: int, head: bytes) -> tuple[bytes, object]:
+        return answer(), after
+
+    run = Run(then, monkeypatch, reads=3, pause=0.1)
+    assert run.values == ["the-value"] * 3
+    assert run.fake.connections == 3
+    assert len(run.fake.requests) == 3  # none sent on a connection no longer fit
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "trouble"),
     [
-        answer(status="403 Forbidden"),
-        answer(status="404 Not Found"),
-        answer(status="307 Temporary Redirect"),
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnope!",  # not JSON
-        answer().replace(b'"value"', b'"other"'),  # no value
-        b"SSH-2.0-OpenSSH\r\n\r\n",  # not HTTP
+        (answer(status="403 Forbidden"), True),
+        (answer(status="307 Temporary Redirect"), True),
+        (answer(status="429 Too Many Requests"), True),
+        (answer(status="503 Service Unavailable"), True),
+        (answer(status="404 Not Found"), False),  # this secret's alone
+        (answer(version=4), False),  # another version than asked for
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnope!", False),  # not JSON
+        (answer().replace(b'"value"', b'"other"'), False),  # no value
+        (b"SSH-2.0-OpenSSH\r\n\r\n", True),  # not HTTP
+        (b"HTTP/1.1 100 Continue\r\n\r\n" + answer(), True),  # an interim answer
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", True),
     ],
-    ids=["403", "404", "redirect", "not-json", "no-value", "not-http"],
+    ids=[
+        "403",
+        "redirect",
+        "429",
+        "503",
+        "404",
+        "other-version",
+        "not-json",
+        "no-value",
+        "not-http",
+        "1xx",
+        "upgrade",
+    ],
 )
-def test_anything_but_a_clean_answer_is_none(reply):
+def test_anything_but_a_clean_answer_is_none_and_its_connection_not_kept(
+    monkeypatch, reply, trouble
+):
+    """None: the threads' path reads. Where the next read would fail alike (not a 404 of one
+    secret), reads go to the threads' path for a while, before writing anything."""
+
     async def script(number: int, head: bytes) -> bytes:
         return reply
 
-    assert run(script)[0] == [None]
+    run = Run(script, monkeypatch)
+    assert run.values == [None]
+    assert run.kept == [0]
+    assert run.trouble == [trouble]
+
+
+def test_bytes_no_request_asked_for_close_the_connection(monkeypatch):
+    async def twice(number: int, head: bytes) -> bytes:
+        return answer() + answer("stale")
+
+    run = Run(twice, monkeypatch, reads=2)
+    assert run.values == ["the-value", "the-value"]  # never "stale"
+    assert run.fake.connections == 2
 
 
 def test_a_403_asks_once_more_only_with_a_new_token(monkeypatch):
     """A token replaced since the snapshot: the snapshot is taken again and the read retried
     when its token differs; the same token is not asked twice."""
-    tokens = iter(["s.renewed"])
-
-    def fresh() -> vault.Access:
-        return vault.Access(port_holder["uri"], next(tokens, "s.renewed"), None, True, None, True)
-
-    port_holder: dict[str, str] = {}
-    monkeypatch.setattr(vault, "access", fresh)
+    tokens = iter(["s.old", "s.renewed"])
 
     async def script(number: int, head: bytes) -> bytes:
         return answer() if b"X-Vault-Token: s.renewed" in head else answer(status="403 Forbidden")
 
     fake = FakeVault(script)
 
-    async def go() -> list:
+    async def go() -> list[str | None]:
         server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
-        port_holder["uri"] = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        access = vault.Access(port_holder["uri"], "s.old", None, True, None, True)
+        uri = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        monkeypatch.setattr(
+            vault,
+            "access",
+            lambda: vault.Access(uri, next(tokens, "s.renewed"), None, True, None, True),
+        )
         resources = fast_read._Resources(fast_read._Connections({}))
-        resources.vault_at = at = fast_read._VaultEndpoint.of(access)
-        assert at is not None
-        conn = await fast_read._vault_connection(resources, at)
-        got = [await fast_read._read_vault(resources, at, conn, SECRET, 3)]
-        # Vault refuses the renewed token too: not asked a third time.
-        at = resources.vault_at
-        assert at is not None
-        conn = await fast_read._vault_connection(resources, at)
-        fake.script = lambda n, h: _forbidden()
-        got.append(await fast_read._read_vault(resources, at, conn, SECRET, 3))
+        got = []
+        for _ in range(2):
+            at = await fast_read._vault_endpoint(resources)
+            assert at is not None
+            conn = await fast_read._vault_connection(resources, at)
+            got.append(await fast_read._read_vault(resources, at, conn, SECRET, 3))
+            if got[-1]:
+                fake.script = forbidden  # Vault refuses the renewed token too
         await resources.close()
         server.close()
         return got
 
-    async def _forbidden() -> bytes:
+    async def forbidden(number: int, head: bytes) -> bytes:
         return answer(status="403 Forbidden")
 
     assert asyncio.run(go()) == ["the-value", None]
@@ -185,21 +258,46 @@ def test_an_answer_larger_than_any_secret_is_refused(monkeypatch):
     async def big(number: int, head: bytes) -> bytes:
         return answer("y" * 5000)
 
-    values, _, resources = run(big)
-    assert values == [None]
-    assert resources.vault_down_until > 0  # the threads' path reads for a while
+    run = Run(big, monkeypatch)
+    assert (run.values, run.kept, run.trouble) == ([None], [0], [True])  # threads' path, a while
 
 
-def test_a_slow_vault_times_out_and_its_connection_is_not_kept(settings):
+def test_a_slow_vault_times_out_and_its_connection_is_not_kept(settings, monkeypatch):
     settings.VAULT_TIMEOUT = 0.2
 
     async def slow(number: int, head: bytes) -> bytes:
         await asyncio.sleep(1)
         return answer()
 
-    values, _, resources = run(slow)
-    assert values == [None]
-    assert resources.vault_idle == []
+    run = Run(slow, monkeypatch)
+    assert (run.values, run.kept) == ([None], [0])
+
+
+def test_a_read_cancelled_mid_answer_closes_its_connection(monkeypatch):
+    async def slow(number: int, head: bytes) -> bytes:
+        await asyncio.sleep(1)
+        return answer()
+
+    async def go() -> fast_read._VaultConnection:
+        server = await asyncio.start_server(FakeVault(slow).handle, "127.0.0.1", 0)
+        uri = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        access = vault.Access(uri, "s.t", None, True, None, True)
+        monkeypatch.setattr(vault, "access", lambda: access)
+        resources = fast_read._Resources(fast_read._Connections({}))
+        at = await fast_read._vault_endpoint(resources)
+        assert at is not None
+        conn = await fast_read._vault_connection(resources, at)
+        task = asyncio.ensure_future(fast_read._read_vault(resources, at, conn, SECRET, 3))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert resources.vault_idle == []
+        await resources.close()
+        server.close()
+        return conn
+
+    assert asyncio.run(go()).closed
 
 
 @pytest.mark.parametrize(
@@ -208,6 +306,7 @@ def test_a_slow_vault_times_out_and_its_connection_is_not_kept(settings):
         ("http://127.0.0.1:8200", "s.token", False),  # a proxy in the way
         ("unix:///run/vault.sock", "s.token", True),
         ("http://user:pw@127.0.0.1:8200", "s.token", True),
+        ("http://127.0.0.1:8200?x=1", "s.token", True),
         ("http://127.0.0.1:8200", "s.token\r\nX-Evil: 1", True),
         ("http://127.0.0.1:8200", "s.tökén", True),
     ],
