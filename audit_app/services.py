@@ -177,9 +177,10 @@ def _insert(values: tuple[Any, ...]) -> AuditLog:
     return _entry(row[0], values)
 
 
-async def insert_async(conn: Any, values: tuple[Any, ...]) -> int:
-    """``record``'s insert on a psycopg ``AsyncConnection`` (PostgreSQL, autocommit), for the
-    agent API's async read (``secrets_app.fast_read``); ``values`` from ``row_values``. The row,
+async def insert_async(conn: Any, values: tuple[Any, ...], prepare: bool | None = None) -> int:
+    """``record``'s insert on a psycopg ``AsyncConnection`` or ``AsyncCursor`` (PostgreSQL,
+    autocommit), for the agent API's async read (``secrets_app.fast_read``); ``values`` from
+    ``row_values``; ``prepare`` as psycopg's ``execute`` takes it. The row,
     its adaptation, its durable commit and its log line are ``record``'s own; its id is returned
     (no model instance: the async read has no use for one).
 
@@ -187,7 +188,7 @@ async def insert_async(conn: Any, values: tuple[Any, ...]) -> int:
     left out: the commit's wait for the disk is most of the insert's cost, so nothing was won.
     The async read writes it, committed, while Vault is read instead.)
     """
-    cursor = await conn.execute(_insert_sql(), _params(values))
+    cursor = await conn.execute(_insert_sql(), _params(values), prepare=prepare)
     row = await cursor.fetchone()
     _log(values)
     return int(row[0])

@@ -255,7 +255,7 @@ def test_a_read_whose_audit_fails_is_refused_not_read_twice(secret, make_agent, 
 
     _, token = make_agent(grants=["*"])
 
-    async def broken(conn, values):
+    async def broken(conn, values, prepare=None):
         raise OSError("the connection dropped after the commit")
 
     monkeypatch.setattr(audit, "insert_async", broken)
