@@ -281,3 +281,31 @@ def test_a_change_during_a_look_up_keeps_its_agent_out_of_the_cache(make_agent, 
     assert cached_agent("hash") == (False, None)
     remember_agent("hash", agent, auth_generation())
     assert cached_agent("hash") == (True, agent)
+
+
+@pytest.mark.parametrize(("threshold", "prepared"), [("unset", 2), (None, 0)])
+def test_statements_are_prepared_unless_the_operator_says_not(
+    secret, make_agent, monkeypatch, threshold, prepared
+):
+    """The look-up and the insert are prepared at once, unless the operator set
+    ``prepare_threshold`` (None behind PgBouncer in transaction mode: nothing prepared)."""
+    from django.db import connection
+
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    if threshold != "unset":
+        monkeypatch.setitem(options, "prepare_threshold", threshold)
+    _, token = make_agent(grants=["*"])
+
+    async def go() -> int:
+        for _ in range(3):
+            answer = await fast_read.serve(token, "fast/key", None, "198.51.100.9", "t/1")
+            assert answer is not None
+            assert answer[0] == 200
+        resources = await fast_read._resources()
+        (cursor,) = resources.pool.idle
+        await cursor.execute("SELECT count(*) FROM pg_prepared_statements", prepare=False)
+        row = await cursor.fetchone()
+        return int(row[0])
+
+    assert asyncio.run(go()) == prepared
+    assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 3
