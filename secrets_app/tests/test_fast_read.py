@@ -305,6 +305,7 @@ def test_statements_are_prepared_unless_the_operator_says_not(
         (cursor,) = resources.pool.idle
         await cursor.execute("SELECT count(*) FROM pg_prepared_statements", prepare=False)
         row = await cursor.fetchone()
+        assert row is not None
         return int(row[0])
 
     assert asyncio.run(go()) == prepared
