@@ -43,6 +43,7 @@ import psycopg.pq
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
+from psycopg import errors
 
 from agents_app.models import Agent, hash_token
 from agents_app.services import auth_generation, cached_agent, remember_agent
@@ -139,7 +140,13 @@ async def serve(
                 # (Once it began, the read keeps or closes it, and another may hold it now.)
                 if vault_at and vault_conn.uses == uses:
                     vault_conn.close()
+            if isinstance(audited, Exception):
+                # Not used again: a prepared insert that failed (a column's type changed by a
+                # migration, say) would fail on this connection every time.
+                _database_trouble(resources, audited)
+                await db.connection.close()
     except Exception as exc:  # nothing written: the thread's path answers
+        _database_trouble(resources, exc)
         logger.info("async read of %r handed to the thread: %s", name, type(exc).__name__)
         return None
     if isinstance(audited, BaseException):
@@ -162,6 +169,15 @@ async def serve(
     except Exception as exc:
         logger.warning("after an async read of %r: %s", name, type(exc).__name__)
     return 200, body
+
+
+def _database_trouble(resources: _Resources, exc: BaseException) -> None:
+    """A pooler that does not keep prepared statements (PgBouncer in transaction mode before
+    1.21, or without ``max_prepared_statements``): this loop prepares nothing from now on."""
+    if isinstance(exc, (errors.InvalidSqlStatementName, errors.DuplicatePreparedStatement)):
+        if resources.prepare is not False:
+            logger.warning("prepared statements refused (%s): the async read stops preparing", exc)
+        resources.prepare = False
 
 
 async def _known(value: str | None) -> str | None:
@@ -277,7 +293,8 @@ class _Resources:
         self.access_at = 0.0
         self.access_lock = asyncio.Lock()  # one refresh of the snapshot at a time
         self.vault_down_until = 0.0  # after a Vault error, the threads' path reads Vault
-        self.prepare: bool | None = None  # psycopg's ``prepare=``: None keeps its threshold
+        # psycopg's ``prepare=``: True at once, None by its threshold, False never.
+        self.prepare: bool | None = None
 
     def vault_trouble(self) -> None:
         """Vault failed in a way the next reads would meet too: for ``VAULT_DOWN_SECONDS``
@@ -306,15 +323,15 @@ async def _resources() -> _Resources:
         params = connection.get_connection_params()
         for key in ("cursor_factory", "context"):  # Django's sync classes
             params.pop(key, None)
-        # psycopg's default: a query run five times on a connection is prepared, its plan
-        # kept (the look-up's plan cost as much as its execution), unless the operator set it
-        # (None for PgBouncer in transaction mode, as Django's docs say).
+        # The read's two statements are prepared at once, their plans kept (the look-up's
+        # plan cost as much as its execution), unless the operator set ``prepare_threshold``
+        # (psycopg's own rule then: None prepares nothing). A pooler that refuses them turns
+        # preparing off (``_database_trouble``).
         operator_set = "prepare_threshold" in settings.DATABASES["default"].get("OPTIONS", {})
         if not operator_set:
-            params.pop("prepare_threshold", None)
+            params.pop("prepare_threshold", None)  # Django's None would refuse prepare=True
         connections = _Connections({**params, "autocommit": True})
         resources = _Resources(connections)
-        # The read's two statements prepared at once, unless the operator said otherwise.
         resources.prepare = None if operator_set else True
         keeper = _closed_with_the_loop(resources)
         await keeper.__anext__()

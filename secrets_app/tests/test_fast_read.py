@@ -283,30 +283,113 @@ def test_a_change_during_a_look_up_keeps_its_agent_out_of_the_cache(make_agent, 
     assert cached_agent("hash") == (True, agent)
 
 
-@pytest.mark.parametrize(("threshold", "prepared"), [("unset", 2), (None, 0)])
+async def _prepared(cursor) -> list[str]:
+    """The statements prepared on ``cursor``'s connection, by their first words."""
+    await cursor.execute("SELECT statement FROM pg_prepared_statements", prepare=False)
+    return sorted(" ".join(row[0].split()[:3]) for row in await cursor.fetchall())
+
+
+@pytest.mark.parametrize(
+    ("threshold", "auth_cache", "prepared"),
+    [
+        ("unset", 0, ['INSERT INTO "audit_logs"', 'SELECT a."id", a."name",']),
+        (
+            "unset",
+            5,
+            ['INSERT INTO "audit_logs"', 'SELECT a."id", a."name",', "SELECT id, storage_backend,"],
+        ),
+        (None, 0, []),
+    ],
+    ids=["look-up", "cached-agent", "operator-says-none"],
+)
 def test_statements_are_prepared_unless_the_operator_says_not(
-    secret, make_agent, monkeypatch, threshold, prepared
+    secret, make_agent, monkeypatch, settings, threshold, auth_cache, prepared
 ):
-    """The look-up and the insert are prepared at once, unless the operator set
-    ``prepare_threshold`` (None behind PgBouncer in transaction mode: nothing prepared)."""
+    """The look-up (or, with the agent cached, the secret's row) and the insert are prepared
+    at once, each once, unless the operator set ``prepare_threshold`` (None behind PgBouncer in
+    transaction mode: nothing prepared)."""
     from django.db import connection
 
+    settings.AGENT_AUTH_CACHE_SECONDS = auth_cache
     options = connection.settings_dict.setdefault("OPTIONS", {})
     if threshold != "unset":
         monkeypatch.setitem(options, "prepare_threshold", threshold)
     _, token = make_agent(grants=["*"])
 
-    async def go() -> int:
+    async def go() -> list[str]:
         for _ in range(3):
             answer = await fast_read.serve(token, "fast/key", None, "198.51.100.9", "t/1")
             assert answer is not None
             assert answer[0] == 200
         resources = await fast_read._resources()
         (cursor,) = resources.pool.idle
-        await cursor.execute("SELECT count(*) FROM pg_prepared_statements", prepare=False)
-        row = await cursor.fetchone()
-        assert row is not None
-        return int(row[0])
+        return await _prepared(cursor)
 
     assert asyncio.run(go()) == prepared
     assert AuditLog.objects.filter(event_type="secrets.read", success=True).count() == 3
+
+
+def test_a_failed_insert_drops_its_connection(secret, make_agent, monkeypatch):
+    """A prepared insert that fails (a migration changed a column's type, say) would fail on
+    that connection every time: the connection is not used again."""
+    import psycopg
+
+    from audit_app import services as audit
+
+    _, token = make_agent(grants=["*"])
+    real = audit.insert_async
+    failures = iter([psycopg.errors.FeatureNotSupported("cached plan must not change result type")])
+
+    async def once_broken(conn, values, prepare=None):
+        failure = next(failures, None)
+        if failure:
+            raise failure
+        return await real(conn, values, prepare=prepare)
+
+    monkeypatch.setattr(audit, "insert_async", once_broken)
+
+    async def go() -> tuple[int, int, int]:
+        first = await fast_read.serve(token, "fast/key", None, "198.51.100.9", "t/1")
+        resources = await fast_read._resources()
+        kept = len(resources.pool.idle)
+        second = await fast_read.serve(token, "fast/key", None, "198.51.100.9", "t/1")
+        assert first is not None
+        assert second is not None
+        return first[0], kept, second[0]
+
+    assert asyncio.run(go()) == (503, 0, 200)
+
+
+def test_a_pooler_that_refuses_prepared_statements_turns_preparing_off(
+    secret, make_agent, monkeypatch
+):
+    """PgBouncer in transaction mode without prepared-statement support: the read that met it
+    is handed to the threads' path before anything is written, and the loop prepares nothing
+    after."""
+    import psycopg
+
+    _, token = make_agent(grants=["*"])
+    real = fast_read._look_up
+    refused = iter([psycopg.errors.InvalidSqlStatementName('prepared statement "_pg3_0"')])
+
+    async def pooler(cursor, token_hash, name, prepare):
+        failure = next(refused, None)
+        if failure:
+            raise failure
+        return await real(cursor, token_hash, name, prepare)
+
+    monkeypatch.setattr(fast_read, "_look_up", pooler)
+
+    async def go() -> tuple[object, object, list[str]]:
+        first = await fast_read.serve(token, "fast/key", None, "198.51.100.9", "t/1")
+        resources = await fast_read._resources()
+        second = await fast_read.serve(token, "fast/key", None, "198.51.100.9", "t/1")
+        assert second is not None
+        assert second[0] == 200
+        (cursor,) = resources.pool.idle
+        return first, resources.prepare, await _prepared(cursor)
+
+    first, prepare, prepared = asyncio.run(go())
+    # None: nothing written, the threads' path answers (the route hands it over).
+    assert (first, prepare, prepared) == (None, False, [])
+    assert AuditLog.objects.filter(event_type="secrets.read").count() == 1  # the second's
