@@ -13,6 +13,7 @@ publishes the OpenAPI document) and, in the served ASGI application, through the
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -129,17 +130,25 @@ class UnusableKey(Exception):
     """The agent's registered public key does not load: its value cannot be sealed to it."""
 
 
+@functools.lru_cache(maxsize=1024)
+def agent_key(public_key: str) -> bytes:
+    """The agent's registered key, loaded once per key (every sealed read needs it), or
+    ``UnusableKey``."""
+    try:
+        return load_public_key(public_key)
+    except ValueError:
+        raise UnusableKey from None
+
+
 def signed_answer(agent: Agent, name: str, version: int, nonce: str, value: str) -> dict[str, Any]:
     """The answer's body: the value sealed to the agent's key when it has one, signed with the
     site's key over the request's nonce. Both read paths answer with it (``secrets_app.fast_read``
     too)."""
     sealed: dict[str, str] | None = None
     if agent.public_key:
-        try:
-            key = load_public_key(agent.public_key)
-        except ValueError:
-            raise UnusableKey from None
-        sealed = seal(value.encode("utf-8"), key, sealing_context(name, version))
+        sealed = seal(
+            value.encode("utf-8"), agent_key(agent.public_key), sealing_context(name, version)
+        )
     answer = SecretAnswer(
         agent=agent.name,
         name=name,

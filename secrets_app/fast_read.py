@@ -48,9 +48,9 @@ from psycopg import errors
 from agents_app.models import Agent, hash_token
 from agents_app.services import auth_generation, cached_agent, remember_agent
 from audit_app import services as audit
-from foundation_client.protocol import ANSWER_NONCE, load_public_key
+from foundation_client.protocol import ANSWER_NONCE
 from secrets_app import services, value_cache
-from secrets_app.api import signed_answer
+from secrets_app.api import UnusableKey, agent_key, signed_answer
 from secrets_app.backends import vault
 from secrets_app.models import CURRENT_QUERY, SecretMetadata, is_secret_name
 
@@ -81,6 +81,7 @@ async def serve(
         return None
     if nonce is not None and not ANSWER_NONCE.fullmatch(nonce):
         return None
+    resources: _Resources | None = None
     try:
         resources = await _resources()
         if resources.busy.locked():  # every connection this loop may hold is in use
@@ -146,7 +147,8 @@ async def serve(
                 _database_trouble(resources, audited)
                 await db.connection.close()
     except Exception as exc:  # nothing written: the thread's path answers
-        _database_trouble(resources, exc)
+        if resources is not None:
+            _database_trouble(resources, exc)
         logger.info("async read of %r handed to the thread: %s", name, type(exc).__name__)
         return None
     if isinstance(audited, BaseException):
@@ -190,8 +192,8 @@ def _sealable(agent: Agent) -> bool:
     if not agent.public_key:
         return True
     try:
-        load_public_key(agent.public_key)
-    except ValueError:
+        agent_key(agent.public_key)
+    except UnusableKey:
         return False
     return True
 

@@ -393,3 +393,17 @@ def test_a_pooler_that_refuses_prepared_statements_turns_preparing_off(
     # None: nothing written, the threads' path answers (the route hands it over).
     assert (first, prepare, prepared) == (None, False, [])
     assert AuditLog.objects.filter(event_type="secrets.read").count() == 1  # the second's
+
+
+def test_a_loop_whose_connections_cannot_be_set_up_hands_every_read_over(
+    secret, make_agent, monkeypatch
+):
+    _, token = make_agent(grants=["*"])
+
+    async def broken() -> None:
+        raise OSError("no database connection parameters")
+
+    monkeypatch.setattr(fast_read, "_resources", broken)
+    answer = asyncio.run(fast_read.serve(token, "fast/key", None, "198.51.100.9", "t/1"))
+    assert answer is None
+    assert not AuditLog.objects.filter(event_type="secrets.read").exists()
