@@ -9,11 +9,11 @@ from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, models
 from django.db.models.functions import Now
 
 from foundation_client.protocol import AGENT_NAME_PATTERN, load_public_key
-from secrets_app.models import SecretMetadata, validate_grant_pattern
+from secrets_app.models import CURRENT_COLUMNS, SecretMetadata, validate_grant_pattern
 
 TOKEN_PREFIX = "fdn_"  # noqa: S105 - a prefix, not a credential
 
@@ -127,14 +127,13 @@ class Agent(models.Model):
             return None, None
         width = len(cls.LOOKUP_FIELDS)
         first = rows[0]
-        agent = cls.from_db(connection.alias, list(cls.LOOKUP_FIELDS), first[:width])
+        # The default alias by name: on the event loop, ``connection`` would make a new
+        # connection object for each request's task.
+        agent = cls.from_db(DEFAULT_DB_ALIAS, list(cls.LOOKUP_FIELDS), first[:width])
         agent.grant_patterns = tuple(row[-1] for row in rows if row[-1] is not None)
         secret = None
         if secret_name is not None and first[width] is not None:
-            pk, backend, version = first[width : width + 3]
-            secret = SecretMetadata(
-                pk=pk, secret_name=secret_name, storage_backend=backend, current_version=version
-            )
+            secret = SecretMetadata.from_current(secret_name, first[width : width + 3])
         return agent, secret
 
     def may_read(self, secret_name: str) -> bool:
@@ -169,9 +168,6 @@ class SecretGrant(models.Model):
     def __str__(self) -> str:
         return f"{self.agent} may read {self.pattern}"
 
-    def matches(self, secret_name: str) -> bool:
-        return grant_matches(self.pattern, secret_name)
-
 
 @functools.cache
 def _lookup_sql(agent: type[Agent], with_secret: bool) -> str:
@@ -185,9 +181,7 @@ def _lookup_sql(agent: type[Agent], with_secret: bool) -> str:
     secret_join = ""
     if with_secret:
         meta = SecretMetadata
-        columns += ", " + ", ".join(
-            "s." + column(meta, f) for f in ("id", "storage_backend", "current_version")
-        )
+        columns += ", " + ", ".join("s." + column(meta, f) for f in CURRENT_COLUMNS)
         secret_join = (
             f" LEFT JOIN {quote(meta._meta.db_table)} s ON s.{column(meta, 'secret_name')} = %s"
         )

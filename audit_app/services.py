@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 from django.http import HttpRequest
 
@@ -147,9 +148,17 @@ def _fields() -> list[Field[Any, Any]]:
     return [cast("Field[Any, Any]", AuditLog._meta.get_field(name)) for name in _COLUMNS]
 
 
-def _params(values: tuple[Any, ...]) -> list[Any]:
+def _params(values: tuple[Any, ...], adapting: BaseDatabaseWrapper | None = None) -> list[Any]:
     """The row's values adapted by the model's own fields, as the ORM's insert adapts them."""
-    return [f.get_db_prep_save(v, connection) for f, v in zip(_fields(), values, strict=True)]
+    conn = adapting or connection
+    return [f.get_db_prep_save(v, conn) for f, v in zip(_fields(), values, strict=True)]
+
+
+@functools.cache
+def _adapting() -> BaseDatabaseWrapper:
+    """A connection object for the async insert's adaptation only, never connected: on the
+    event loop, Django's ``connection`` is a new object for each request's task."""
+    return connections.create_connection(DEFAULT_DB_ALIAS)
 
 
 def _entry(pk: int, values: tuple[Any, ...]) -> AuditLog:
@@ -188,7 +197,7 @@ async def insert_async(conn: Any, values: tuple[Any, ...], prepare: bool | None 
     left out: the commit's wait for the disk is most of the insert's cost, so nothing was won.
     The async read writes it, committed, while Vault is read instead.)
     """
-    cursor = await conn.execute(_insert_sql(), _params(values), prepare=prepare)
+    cursor = await conn.execute(_insert_sql(), _params(values, _adapting()), prepare=prepare)
     row = await cursor.fetchone()
     _log(values)
     return int(row[0])

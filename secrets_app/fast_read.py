@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import SplitResult, urlencode, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import certifi
 import httptools
@@ -66,11 +67,17 @@ VAULT_DOWN_SECONDS = 5.0
 def enabled() -> bool:
     return bool(
         settings.SECRETS_ASYNC_READS
-        and connection.vendor == "postgresql"
+        and _vendor() == "postgresql"
         and not settings.RATELIMIT_AGENT_READS
         # Django sets the role on its own connections; these would not.
         and not settings.DATABASES["default"].get("OPTIONS", {}).get("assume_role")
     )
+
+
+@functools.cache
+def _vendor() -> str:
+    # Once: on the event loop, ``connection`` is a new object for each request's task.
+    return connection.vendor
 
 
 async def serve(
@@ -124,23 +131,28 @@ async def serve(
                     logger.info("async read of %r: Vault unreachable (%s)", name, exc)
                     return None
                 uses = vault_conn.uses
-            try:
-                # Granted: the row is written (and committed, durably) while Vault is read;
-                # the value leaves only once both are done.
-                audited, read = await asyncio.gather(
-                    audit.insert_async(db, row, prepare=resources.prepare),
-                    (
-                        _read_vault(resources, vault_at, vault_conn, secret, version)
-                        if vault_at
-                        else _known(value)
-                    ),
-                    return_exceptions=True,
-                )
-            finally:
-                # Cancelled before the read began: the connection is still this read's alone.
-                # (Once it began, the read keeps or closes it, and another may hold it now.)
-                if vault_at and vault_conn.uses == uses:
-                    vault_conn.close()
+            insert = audit.insert_async(db, row, prepare=resources.prepare)
+            audited: int | BaseException
+            read: str | BaseException | None = value
+            if vault_at is None:  # the site's value cache had it
+                try:
+                    audited = await insert
+                except Exception as exc:
+                    audited = exc
+            else:
+                try:
+                    # Granted: the row is written (and committed, durably) while Vault is
+                    # read; the value leaves only once both are done.
+                    audited, read = await asyncio.gather(
+                        insert,
+                        _read_vault(resources, vault_at, vault_conn, secret, version),
+                        return_exceptions=True,
+                    )
+                finally:
+                    # Cancelled before the read began: the connection is still this read's
+                    # alone. (Once it began, the read keeps or closes it; another may hold it.)
+                    if vault_conn.uses == uses:
+                        vault_conn.close()
             if isinstance(audited, Exception):
                 # Not used again: a prepared insert that failed (a column's type changed by a
                 # migration, say) would fail on this connection every time.
@@ -167,7 +179,7 @@ async def serve(
         logger.warning("async read of %r could not be signed: %s", name, type(exc).__name__)
         return 503, {"detail": "the answer could not be signed"}
     try:
-        await _after_read(secret, agent, read if vault_at else None)
+        await _after_read(secret, agent, version, read if vault_at else None)
     except Exception as exc:
         logger.warning("after an async read of %r: %s", name, type(exc).__name__)
     return 200, body
@@ -182,10 +194,6 @@ def _database_trouble(resources: _Resources, exc: BaseException) -> None:
         resources.prepare = False
 
 
-async def _known(value: str | None) -> str | None:
-    return value
-
-
 def _sealable(agent: Agent) -> bool:
     """Whether the agent's registered key loads (none is fine): checked before anything is
     written, so that a key that cannot seal is refused, and audited, by the threads' path."""
@@ -198,12 +206,12 @@ def _sealable(agent: Agent) -> bool:
     return True
 
 
-async def _after_read(secret: SecretMetadata, agent: Agent, read: str | None) -> None:
+async def _after_read(secret: SecretMetadata, agent: Agent, version: int, read: str | None) -> None:
     """What ``read_for_agent`` does after a read: a value read from Vault kept (when the cache
     is on; a hit is not put again, which would push its expiry on), and the secret's last
     reader noted for the admin list (once a minute, in a thread)."""
-    if read is not None and secret.current_version is not None:
-        value_cache.put(secret.pk, secret.current_version, read)
+    if read is not None:
+        value_cache.put(secret.pk, version, read)
     if services.mark_read_due(secret, agent):
         await sync_to_async(_mark_read, thread_sensitive=False)(secret, agent)
 
@@ -362,11 +370,9 @@ class _VaultEndpoint:
         self.port = where.port or (443 if tls else 80)
         self.tls = tls
         self.address = (self.host, self.port, tls)  # what a kept connection is bound to
-        self.prefix = where.path.rstrip("/")  # VAULT_ADDR's own path, as hvac keeps it
-        head = f"Host: {where.netloc}\r\nX-Vault-Request: true\r\nX-Vault-Token: {access.token}\r\n"
-        if access.namespace:
-            head += f"X-Vault-Namespace: {access.namespace}\r\n"
-        self.head = head.encode("ascii")
+        self.base_uri = access.base_uri
+        headers = {"Host": where.netloc, **vault.request_headers(access.token, access.namespace)}
+        self.head = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
         self.requests: dict[tuple[str, int], bytes] = {}  # made once per name and version
 
     @classmethod
@@ -391,9 +397,10 @@ class _VaultEndpoint:
         key = (secret.secret_name, version)
         request = self.requests.get(key)
         if request is None:
-            query = urlencode({"version": str(version)})
-            path = f"{self.prefix}{vault.data_path(secret)}?{query}"
-            request = b"GET " + path.encode("ascii") + b" HTTP/1.1\r\n" + self.head + b"\r\n"
+            target = vault.request_target(
+                self.base_uri, vault.data_path(secret), {"version": str(version)}
+            )
+            request = b"GET " + target.encode("ascii") + b" HTTP/1.1\r\n" + self.head + b"\r\n"
             if len(self.requests) >= 4096:
                 self.requests.clear()
             self.requests[key] = request

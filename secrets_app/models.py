@@ -75,9 +75,9 @@ class Backend(models.TextChoices):
 
 
 #: ``SecretMetadata.current``'s query; its one parameter is the name.
-CURRENT_QUERY = (
-    "SELECT id, storage_backend, current_version FROM secrets_metadata WHERE secret_name = %s"
-)
+#: What the agent API reads of a secret's row (``from_current``), in this order.
+CURRENT_COLUMNS = ("id", "storage_backend", "current_version")
+CURRENT_QUERY = f"SELECT {', '.join(CURRENT_COLUMNS)} FROM secrets_metadata WHERE secret_name = %s"  # noqa: S608  # nosec B608
 
 
 class SecretMetadata(models.Model):

@@ -164,7 +164,12 @@ class Access:
 def access() -> Access:
     """A snapshot of a live client (its token renewed, or logged in again, as ``client()`` does);
     called from a worker thread, since it may have to ask Vault."""
-    vault = client()
+    return _access_of(client())
+
+
+def _access_of(vault: hvac.Client) -> Access:
+    """``vault``'s address, token and TLS settings (hvac keeps them in its adapter's keyword
+    arguments), and whether a proxy stands in the way: the one place they are read."""
     adapter = vault.adapter
     proxy = requests.utils.select_proxy(adapter.base_uri, adapter.session.proxies)
     return Access(
@@ -175,6 +180,20 @@ def access() -> Access:
         cert=adapter._kwargs.get("cert"),
         direct=not proxy,
     )
+
+
+def request_headers(token: str, namespace: str | None) -> dict[str, str]:
+    """The headers hvac sends with each request, for the reads that go around it."""
+    headers = {"X-Vault-Request": "true", "X-Vault-Token": token}
+    if namespace:
+        headers["X-Vault-Namespace"] = namespace
+    return headers
+
+
+def request_target(base_uri: str, api_path: str, params: dict[str, str]) -> str:
+    """An API path as hvac asks for it: after the path of the address (``VAULT_ADDR``) itself."""
+    base = urlsplit(base_uri).path.rstrip("/")
+    return f"{base}{api_path}?{urlencode(params)}" if params else f"{base}{api_path}"
 
 
 def data_path(secret: SecretMetadata) -> str:
@@ -189,15 +208,15 @@ def data_path(secret: SecretMetadata) -> str:
 def _read_pool(vault: hvac.Client) -> urllib3.HTTPConnectionPool | None:
     """The connection pool requests itself sends this client's calls through (its TLS
     settings included), or None when a proxy stands between the site and Vault."""
-    session: requests.Session = vault.adapter.session
-    adapter = session.get_adapter(vault.adapter.base_uri)
-    proxy = requests.utils.select_proxy(vault.adapter.base_uri, session.proxies)
-    if proxy or not isinstance(adapter, requests.adapters.HTTPAdapter):
+    found = _access_of(vault)
+    adapter = vault.adapter.session.get_adapter(found.base_uri)
+    if not found.direct or not isinstance(adapter, requests.adapters.HTTPAdapter):
         return None
-    request = requests.Request("GET", vault.adapter.base_uri).prepare()
-    verify, cert = vault.adapter._kwargs.get("verify", True), vault.adapter._kwargs.get("cert")
-    pool = adapter.get_connection_with_tls_context(request, verify, proxies={}, cert=cert)
-    adapter.cert_verify(pool, vault.adapter.base_uri, verify, cert)
+    request = requests.Request("GET", found.base_uri).prepare()
+    pool = adapter.get_connection_with_tls_context(
+        request, found.verify, proxies={}, cert=found.cert
+    )
+    adapter.cert_verify(pool, found.base_uri, found.verify, found.cert)
     return pool
 
 
@@ -217,15 +236,11 @@ def _get(vault: hvac.Client, api_path: str, params: dict[str, str]) -> dict[str,
     if pool is None:
         answer = vault.adapter.get(url=api_path, params=params)
         return cast("dict[str, Any]", answer)
-    headers = {"X-Vault-Request": "true", "X-Vault-Token": vault.adapter.token or ""}
-    if vault.adapter.namespace:
-        headers["X-Vault-Namespace"] = vault.adapter.namespace
-    base = urlsplit(vault.adapter.base_uri).path.rstrip("/")
-    url = f"{base}{api_path}?{urlencode(params)}" if params else f"{base}{api_path}"
+    url = request_target(vault.adapter.base_uri, api_path, params)
     response = pool.urlopen(
         "GET",
         url,
-        headers=headers,
+        headers=request_headers(vault.adapter.token or "", vault.adapter.namespace),
         redirect=False,
         assert_same_host=False,
         retries=False,

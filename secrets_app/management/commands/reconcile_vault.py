@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from audit_app import services as audit
+from secrets_app import services
 from secrets_app.backends.vault import VaultBackend
 from secrets_app.models import Backend, SecretMetadata, SecretVersion
 
@@ -51,7 +52,7 @@ class Command(BaseCommand):
                 audit.record(
                     "secrets.reconcile",
                     "manage.py reconcile_vault",
-                    f"secret:{locked.secret_name}",
+                    services.audit_resource(locked.secret_name),
                     "reconcile",
                     site_version=before,
                     vault_version=held,
