@@ -1,5 +1,5 @@
 # The two commands. Both install what is missing first (Debian packages, the virtualenv).
-.PHONY: run test install services-start services-stop services-status lint format clean
+.PHONY: run test install lock upgrade services-start services-stop services-status lint format clean
 
 run:
 	scripts/bootstrap run
@@ -11,6 +11,18 @@ test:
 
 install:
 	scripts/bootstrap test
+
+# requirements/lock.txt: `make lock` after a requirement in a pyproject.toml changed (the other
+# pins stay); `make upgrade` takes the newest releases of everything, installs them and runs the
+# checks (the whole of `make test`), so that an upgrade is one deliberate commit of the lock.
+lock:
+	scripts/lock
+	scripts/bootstrap test
+
+upgrade:
+	scripts/lock --upgrade
+	scripts/bootstrap test
+	scripts/test
 
 services-start:
 	scripts/services start

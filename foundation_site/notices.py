@@ -86,9 +86,9 @@ def _listen() -> None:
     delay = 0.5
     while True:
         try:
-            pubsub = get_redis().pubsub()  # type: ignore[no-untyped-call]
+            pubsub = get_redis().pubsub()
             pubsub.subscribe(CHANNEL)
-            for raw in pubsub.listen():
+            for raw in pubsub.listen():  # type: ignore[no-untyped-call]
                 if raw["type"] == "subscribe":
                     # Whatever was announced while we were not listening is forgotten too.
                     forget_everything()

@@ -1,9 +1,11 @@
 """The client's Redis connections: redis-py's asyncio client, with commands packed by hiredis.
 
-redis-py packs commands with hiredis only in its synchronous client; its asyncio connections use
-a pure-Python packer (redis/redis-py#4176, a fix pending in #4191). Messaging sends hundreds of
-arguments a call, and that packer was a third of a producer's time. These connection classes
-use the synchronous client's hiredis serializer; without hiredis they are the stock ones.
+Before redis-py 8.2 its asyncio connections packed commands in pure Python (redis/redis-py#4176);
+8.2 packs them with hiredis, but first passes every argument through its encoder in Python.
+Messaging sends hundreds of arguments a call (an acknowledgement of 500 ids: 338 us a command
+stock on 8.2, 56 us here, measured on 2026-12-07), so these connection classes hand text, bytes
+and numbers to hiredis as they are and leave everything else to redis-py's own packer. Without
+hiredis they are the stock ones.
 """
 
 from __future__ import annotations
@@ -21,16 +23,13 @@ from redis.asyncio.connection import (
     SSLConnection,
     UnixDomainSocketConnection,
 )
-from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
 if HIREDIS_AVAILABLE:
     import hiredis
 
 
-class _HiredisPacking:
-    _packer = HiredisRespSerializer()
-
+class _HiredisPacking(AbstractConnection):
     def pack_command(self, *args: Any) -> list[bytes]:
         """As redis-py's hiredis packer, without its pass over every argument in Python (an
         acknowledgement carries hundreds): hiredis takes text, bytes and numbers as they are,
@@ -40,9 +39,8 @@ class _HiredisPacking:
             try:
                 return [hiredis.pack_command(args)]
             except TypeError:
-                pass  # a bytearray or memoryview: converted by redis-py's packer
-        packed: list[bytes] = self._packer.pack(*args)
-        return packed
+                pass  # a bytearray, a memoryview or a bad type: redis-py's packer decides
+        return super().pack_command(*args)
 
 
 class HiredisConnection(_HiredisPacking, Connection):
