@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.jobs",
     "tests.fixtures.messaging",
+    "tests.fixtures.served",
 ]

@@ -186,17 +186,17 @@ def _insert(values: tuple[Any, ...]) -> AuditLog:
     return _entry(row[0], values)
 
 
-async def insert_async(conn: Any, values: tuple[Any, ...], prepare: bool | None = None) -> int:
-    """``record``'s insert on a psycopg ``AsyncConnection`` or ``AsyncCursor`` (PostgreSQL,
-    autocommit), for the agent API's async read (``secrets_app.fast_read``); ``values`` from
-    ``row_values``; ``prepare`` as psycopg's ``execute`` takes it. The row,
-    its adaptation, its durable commit and its log line are ``record``'s own; its id is returned
-    (no model instance: the async read has no use for one).
+def write(values: tuple[Any, ...]) -> AuditLog:
+    """Append one row of ``row_values`` on Django's connection, and log it: ``record``'s
+    writer, and the agent read's where it runs on Django's connection."""
+    entry = _insert(values)
+    _log(values)
+    return entry
 
-    (Writing the row in a transaction while Vault is read, committed after, was measured and
-    left out: the commit's wait for the disk is most of the insert's cost, so nothing was won.
-    The async read writes it, committed, while Vault is read instead.)
-    """
+
+async def write_async(conn: Any, values: tuple[Any, ...], prepare: bool | None = None) -> int:
+    """``write`` on a psycopg ``AsyncConnection`` in autocommit (the agent read's pool): the
+    same statement, adaptation and log line; the row's id is returned."""
     cursor = await conn.execute(_insert_sql(), _params(values, _adapting()), prepare=prepare)
     row = await cursor.fetchone()
     _log(values)
@@ -286,9 +286,7 @@ def record(
         ip_address=ip_address,
         **metadata,
     )
-    entry = _insert(values)
-    _log(values)
-    return entry
+    return write(values)
 
 
 def record_for_request(event_type: str, resource: str, action: str, **metadata: Any) -> AuditLog:

@@ -126,7 +126,7 @@ def start_site(
             str(port),
             "--no-access-log",
             "--lifespan",
-            "off",
+            "on",
             "--log-level",
             "warning",
             "foundation_site.asgi:application",
@@ -259,18 +259,16 @@ def main() -> None:
     # ratio divides by the hvac reads taken between its own batches.
     with running_site(site_cache=False, auth_cache=False) as port:
         nothing_cached, hvac_again, _ = asyncio.run(through_client(port, token, args.reads, hvac))
-    emit(
-        "cached_get_us", statistics.median(cached) * 1e6, "us", target="<= 20", samples=len(cached)
-    )
+    emit("cached_get_us", statistics.median(cached) * 1e6, "us", target="<= 1", samples=len(cached))
     uncached_ms = emit_ms("uncached_get_ms", uncached, p90=True)
     hvac_ms = emit_ms("direct_hvac_read_ms", hvac_reads)
-    emit("uncached_vs_hvac_ratio", uncached_ms / hvac_ms, "x", target="<= 2.5")
+    emit("uncached_vs_hvac_ratio", uncached_ms / hvac_ms, "x", target="<= 1.5")
     vault_ms = emit_ms("uncached_get_site_cache_off_ms", no_site_cache)
     hvac_vault_ms = emit_ms("direct_hvac_read_site_cache_off_run_ms", hvac_vault)
     emit("uncached_site_cache_off_vs_hvac_ratio", vault_ms / hvac_vault_ms, "x")
     all_ms = emit_ms("uncached_all_ms", nothing_cached, p90=True)
     hvac_again_ms = emit_ms("direct_hvac_read_again_ms", hvac_again)
-    emit("uncached_all_vs_hvac_ratio", all_ms / hvac_again_ms, "x", target="<= 2.0")
+    emit("uncached_all_vs_hvac_ratio", all_ms / hvac_again_ms, "x", target="<= 2.5")
     audited = count_read_rows() - rows_before
     emit("reads_audited", audited, "rows", expected=expected_reads(args.reads))
 

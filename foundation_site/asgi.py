@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django's WSGI handler (in a thread pool), WebSockets to Channels.
+"""ASGI entry point: HTTP goes to Django's WSGI handler (in a thread pool), WebSockets to Channels,
+and the lifespan opens and closes what the process holds for its life (the secret read's pool).
 
 Why not Django's ASGI handler for HTTP: every view and middleware here is synchronous, and under
 the ASGI handler each of the (async-capable) middlewares is run through its own ``sync_to_async``
@@ -12,6 +13,7 @@ Subsystems add their WebSocket routes to ``websocket_urlpatterns``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.wsgi import get_wsgi_application
 
@@ -27,7 +29,34 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from foundation_site.routing import websocket_urlpatterns  # noqa: E402
+from secrets_app import reading  # noqa: E402
 from secrets_app.asgi import SecretsReadRoute  # noqa: E402
+
+
+class Lifespan:
+    """The ASGI lifespan: what opens with the server process, in order, and closes with it in
+    reverse. A start that fails is reported to the server, which then does not serve."""
+
+    def __init__(self, *parts: tuple[Any, Any]) -> None:
+        self.parts = parts
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    for start, _ in self.parts:
+                        await start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for _, stop in reversed(self.parts):
+                    await stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
 
 application = ProtocolTypeRouter(
     {
@@ -37,5 +66,6 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        "lifespan": Lifespan((reading.start, reading.stop)),
     }
 )

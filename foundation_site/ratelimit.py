@@ -1,7 +1,8 @@
 """Rate limits and lock-outs (finding 3 of the review), with ``limits`` on the site's Redis.
 
-- **Failed authentications**, counted per client address on the agent API (both routes: they
-  share ``serve_read``) and per user name and per address at the admin's log-in. Within
+- **Failed authentications**, counted per client address on the agent API (both ways a read
+  arrives: they share ``secrets_app.reading.serve``) and per user name and per address at the
+  admin's log-in. Within
   ``RATELIMIT_API_FAILURES`` (20 a minute, a moving window) a failure is answered as such and
   audited as a row; beyond it the address gets 429 with ``Retry-After`` and no row: the refusals
   are counted in Redis, and once the window has passed one ``rate_limited`` summary row says how

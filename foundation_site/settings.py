@@ -222,8 +222,10 @@ except Exception as exc:
         f"DATABASE_URL is malformed ({type(exc).__name__}): {redacted_url(_database_url)!r}"
     ) from None
 # Connections a process may hold: Django's pool for the worker threads, and as many again for
-# the agent API's async read (secrets_app.fast_read).
+# the agents' secret reads on the event loop (secrets_app.reading, opened by the ASGI lifespan).
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
+# How long an agent's secret read waits for a connection of the read's own pool (seconds).
+SECRETS_READ_DB_TIMEOUT = env_int("SECRETS_READ_DB_TIMEOUT", 5, minimum=1)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # A psycopg connection pool: requests run in changing threads (foundation_site/asgi.py),
     # where Django's per-thread persistent connections would be opened anew each time, and
@@ -332,8 +334,6 @@ SECRETS_ROTATORS: dict[str, str] = {"internal": "secrets_app.rotators.random_url
 SECRETS_ROTATION_CRON = env.str("SECRETS_ROTATION_CRON", default="*/15 * * * *")
 # How long the site keeps a secret version's value in process memory (0: never).
 SECRETS_SITE_CACHE_SECONDS = env_int("SECRETS_SITE_CACHE_SECONDS", 300)
-# The agent API answers granted reads on the event loop (secrets_app.fast_read; PostgreSQL).
-SECRETS_ASYNC_READS = env_bool("SECRETS_ASYNC_READS", default=True)
 # How long a process trusts a token lookup (agent and grants); 0: look up every request.
 AGENT_AUTH_CACHE_SECONDS = env_int("AGENT_AUTH_CACHE_SECONDS", 5)
 

@@ -6,164 +6,33 @@ answer is signed with the site's key over the request's nonce (``?nonce=``), the
 the version and the sealed value (``foundation_client.protocol.SecretAnswer``), so that an agent
 pinning the site's key can refuse forged and replayed answers.
 
-``serve_read`` is the one implementation. It is reached two ways: through django-ninja (which also
-publishes the OpenAPI document) and, in the served ASGI application, through the lean route in
-``secrets_app.asgi`` that skips Django's request machinery on the agents' hottest path.
+This view declares the route for django-ninja's OpenAPI document and answers whatever reaches
+Django's handlers (its test client; a server without the lean route). It answers through
+``secrets_app.reading.serve``, as the lean route (``secrets_app.asgi``) in front of it does.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 from dataclasses import dataclass
-from typing import Any
 
-from django.conf import settings
+from asgiref.sync import async_to_sync
 from django.http import HttpRequest, JsonResponse
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Router, Schema
 from ninja.params import P, QueryEx
 from ninja.security import HttpBearer
 
-from agents_app.models import Agent
-from agents_app.services import authenticate_for_read
 from audit_app import services as audit
-from foundation_client.protocol import (
-    ANSWER_NONCE,
-    ANSWER_NONCE_PATTERN,
-    SecretAnswer,
-    load_public_key,
-    seal,
-    sealing_context,
-)
-from foundation_site import ratelimit
-from secrets_app import services, signing
-from secrets_app.exceptions import (
-    AccessDenied,
-    BackendOutOfSync,
-    BackendUnavailable,
-    MasterKeyError,
-    SecretDoesNotExist,
-)
-from secrets_app.models import is_secret_name
+from foundation_client.protocol import ANSWER_NONCE_PATTERN
+from secrets_app import reading
+from secrets_app.reading import bearer_token
 
-logger = logging.getLogger("foundation.secrets.api")
 router = Router(tags=["secrets"])
-
-
-def bearer_token(header: str | None) -> str | None:
-    scheme, _, token = (header or "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def _too_many(verdict: ratelimit.Verdict, detail: str) -> dict[str, Any]:
-    """A 429's body; both routes also send ``retry_after`` as the ``Retry-After`` header."""
-    return {"detail": detail, "retry_after": verdict.retry_after}
-
-
-def serve_read(
-    token: str | None, name: str, nonce: str | None, request: HttpRequest
-) -> tuple[int, dict[str, Any]]:
-    """Answer one read: (HTTP status, JSON body). ``nonce`` is the request's ``?nonce=``: agents
-    that predate signed answers send none, and get an answer signed over an empty nonce."""
-    # With the agent, in the same query when the token is not cached: the secret's row.
-    agent, secret = authenticate_for_read(token, name if is_secret_name(name) else None)
-    if agent is None:
-        # Per address: beyond the limit, 429 and no row of its own (one summary row later).
-        verdict = ratelimit.hit("api", audit.client_ip(request) or "-")
-        if not verdict.allowed:
-            return 429, _too_many(verdict, "too many failed authentications from this address")
-        audit.record(
-            "secrets.read",
-            "(unknown agent)",
-            services.audit_resource(name),
-            "read",
-            success=False,
-            request=request,
-            error="invalid agent token" if token else "no agent token",
-        )
-        return 401, {"detail": "Unauthorized"}
-    if settings.RATELIMIT_AGENT_READS:
-        verdict = ratelimit.hit("reads", agent.name)
-        if not verdict.allowed:
-            return 429, _too_many(verdict, "this agent's read quota is used up")
-    if nonce is not None and not ANSWER_NONCE.fullmatch(nonce):  # no trailing newline
-        audit.record(
-            "secrets.read",
-            agent,
-            services.audit_resource(name),
-            "read",
-            success=False,
-            request=request,
-            error="malformed nonce",
-        )
-        return 400, {"detail": f"nonce must match {ANSWER_NONCE_PATTERN}"}
-    try:
-        value, version = services.read_for_agent(agent, name, request, secret)
-    except AccessDenied as exc:
-        return 403, {"detail": exc.reason}
-    except SecretDoesNotExist:
-        return 404, {"detail": f"secret {name!r} does not exist"}
-    except BackendOutOfSync:
-        return 503, {
-            "detail": "the secret store no longer matches the site for this secret: an "
-            "administrator must reconcile it"
-        }
-    except (BackendUnavailable, MasterKeyError) as exc:
-        logger.warning("secret %s unavailable: %s", name, exc)
-        return 503, {"detail": "the secret store is unavailable"}
-    try:
-        return 200, signed_answer(agent, name, version, nonce or "", value)
-    except UnusableKey:
-        audit.record(
-            "secrets.read",
-            agent,
-            services.audit_resource(name),
-            "seal",
-            success=False,
-            request=request,
-            error="the agent's public key is unusable",
-        )
-        return 503, {"detail": "the agent's public key is unusable"}
-
-
-class UnusableKey(Exception):
-    """The agent's registered public key does not load: its value cannot be sealed to it."""
-
-
-@functools.lru_cache(maxsize=1024)
-def agent_key(public_key: str) -> bytes:
-    """The agent's registered key, loaded once per key (every sealed read needs it), or
-    ``UnusableKey``."""
-    try:
-        return load_public_key(public_key)
-    except ValueError:
-        raise UnusableKey from None
-
-
-def signed_answer(agent: Agent, name: str, version: int, nonce: str, value: str) -> dict[str, Any]:
-    """The answer's body: the value sealed to the agent's key when it has one, signed with the
-    site's key over the request's nonce. Both read paths answer with it (``secrets_app.fast_read``
-    too)."""
-    sealed: dict[str, str] | None = None
-    if agent.public_key:
-        sealed = seal(
-            value.encode("utf-8"), agent_key(agent.public_key), sealing_context(name, version)
-        )
-    answer = SecretAnswer(
-        agent=agent.name,
-        name=name,
-        version=version,
-        nonce=nonce,
-        sealed=sealed,
-        value=None if sealed is not None else value,
-    )
-    return signing.sign(answer).to_body()
 
 
 @dataclass(frozen=True)
 class PresentedToken:
     """What the client presented (perhaps nothing): always truthy, so that ninja calls the view
-    and ``serve_read`` audits every refusal in one place."""
+    and ``reading.serve`` audits every refusal in one place."""
 
     token: str | None
 
@@ -245,9 +114,14 @@ def read_secret(
             )
         ),
     ] = None,
-) -> Status[dict[str, Any]] | JsonResponse:
+) -> JsonResponse:
     presented: PresentedToken = request.auth  # type: ignore[attr-defined]
-    status, body = serve_read(presented.token, name, nonce, request)
-    if status == 429:
-        return JsonResponse(body, status=429, headers={"Retry-After": str(body["retry_after"])})
-    return Status(status, body)
+    asked = reading.ReadRequest(
+        token=presented.token,
+        name=name,
+        nonce=nonce,
+        ip_address=audit.client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT"),
+    )
+    answer = async_to_sync(reading.serve)(asked, reading.InThread())
+    return JsonResponse(answer.body, status=answer.status, headers=answer.headers)

@@ -27,16 +27,12 @@ from foundation_site.redis_client import get_wire
 from secrets_app import value_cache
 from secrets_app.backends import get_backend
 from secrets_app.exceptions import (
-    AccessDenied,
-    BackendUnavailable,
     InvalidSecret,
     RotationFailed,
     SecretDoesNotExist,
     SecretsError,
 )
 from secrets_app.models import (
-    NOT_LOOKED_UP,
-    SecretLookup,
     SecretMetadata,
     SecretVersion,
     is_secret_name,
@@ -238,58 +234,6 @@ def read_value(secret: SecretMetadata, version: int | None = None) -> str:
     if wanted is None:
         raise SecretDoesNotExist(secret.secret_name)
     return get_backend(secret.storage_backend).read(secret, wanted)
-
-
-def read_for_agent(
-    agent: Agent,
-    name: str,
-    request: HttpRequest | None = None,
-    secret: SecretLookup = NOT_LOOKED_UP,
-) -> tuple[str, int]:
-    """An agent's read: the grant is checked first (so a denied agent learns nothing of whether
-    the secret exists), then the current version is read. Audited either way. ``secret`` is
-    the name's current row when the caller already has it (``authenticate_for_read``)."""
-    valid_name = is_secret_name(name)
-    resource = audit_resource(name) if valid_name else "secret:(invalid name)"
-    try:
-        if not agent.is_active:
-            raise AccessDenied("agent is disabled")
-        if not agent.may_read(name):
-            raise AccessDenied("no grant for this secret")
-        if not valid_name:
-            raise SecretDoesNotExist("(invalid name)")
-        if secret is NOT_LOOKED_UP:
-            secret = SecretMetadata.current(name)
-        if secret is None or secret.current_version is None:
-            raise SecretDoesNotExist(name)
-        version = secret.current_version
-        value = value_cache.get(secret.pk, version)
-        if value is None:
-            value = read_value(secret, version)
-            value_cache.put(secret.pk, version, value)
-    except SecretsError as exc:
-        audit.record(
-            "secrets.read", agent, resource, "read", success=False, request=request, error=exc
-        )
-        raise
-    except Exception as exc:
-        # Anything unforeseen (a malformed backend answer, a database hiccup) is still a read
-        # that did not happen, and is audited as such; its type is recorded, not its message.
-        audit.record(
-            "secrets.read",
-            agent,
-            resource,
-            "read",
-            success=False,
-            request=request,
-            error=f"internal error ({type(exc).__name__})",
-        )
-        raise BackendUnavailable(f"reading {name!r} failed ({type(exc).__name__})") from None
-    audit.record(
-        "secrets.read", agent, resource, "read", success=True, request=request, version=version
-    )
-    mark_read(secret, agent)
-    return value, version
 
 
 _last_marks: dict[int, tuple[str, float]] = {}

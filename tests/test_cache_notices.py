@@ -22,29 +22,24 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Another site process: authenticates a token, or reads a secret's cached version, on demand.
+# Another site process: answers agents' reads (the one read path, its token and grant caches
+# and its value cache warm) or says whether it holds a secret's version, on demand.
 OTHER = """
 import json, sys
 import django
 django.setup()
-from agents_app.services import authenticate
+from asgiref.sync import async_to_sync
 from foundation_site import notices
-from secrets_app import services, value_cache
-from agents_app.models import Agent
+from secrets_app import reading, value_cache
 
 notices.ensure_listening()
 notices.subscribed.wait(10)  # its first subscription forgets everything: before anything is kept
 for line in sys.stdin:
     command, *args = line.split()
-    if command == "auth":
-        agent = authenticate(args[0])
-        answer = None if agent is None else {
-            "active": agent.is_active,
-            "grants": sorted(g.pattern for g in agent.grants.all()),
-        }
-    elif command == "read":  # as the agent, through the site's value cache
-        agent = Agent.objects.get(name=args[0])
-        answer = services.read_for_agent(agent, args[1])[0]
+    if command == "read":  # a read as it arrives: token, name
+        asked = reading.ReadRequest(args[0], args[1], None, "127.0.0.1", "other-process")
+        got = async_to_sync(reading.serve)(asked, reading.InThread())
+        answer = [got.status, got.body.get("value") or got.body.get("detail")]
     else:
         answer = value_cache.get(int(args[0]), int(args[1])) is not None
     print(json.dumps(answer), flush=True)
@@ -107,26 +102,36 @@ def eventually(check, timeout: float = 2.0) -> object:
         time.sleep(0.05)
 
 
-def test_a_removed_grant_a_disabled_agent_and_a_new_token_are_forgotten_at_once(other):
+def test_a_removed_grant_a_disabled_agent_and_a_new_token_are_forgotten_at_once(other, admin_user):
+    """The other process answers from its caches (60 s): only the notices make it forget."""
+    for name in ("prod/key", "dev/key"):
+        services.create_secret(name, f"{name}-value", actor=admin_user, backend="local")
     agent, credentials = create_agent("ai_manager", actor="setup", grants=["prod/*", "dev/*"])
     token = credentials.token
-    assert other.ask("auth", token) == {"active": True, "grants": ["dev/*", "prod/*"]}
+    assert other.ask("read", token, "prod/key") == [200, "prod/key-value"]
+    assert other.ask("read", token, "dev/key") == [200, "dev/key-value"]
     SecretGrant.objects.get(pattern="prod/*").delete()
-    assert eventually(lambda: other.ask("auth", token) == {"active": True, "grants": ["dev/*"]})
+    refused = [403, "no grant for this secret"]
+    assert eventually(lambda: other.ask("read", token, "prod/key") == refused)
+    assert other.ask("read", token, "dev/key") == [200, "dev/key-value"]
     agent.is_active = False
     agent.save()
-    assert eventually(lambda: other.ask("auth", token) == {"active": False, "grants": ["dev/*"]})
+    disabled = [403, "agent is disabled"]
+    assert eventually(lambda: other.ask("read", token, "dev/key") == disabled)
+    agent.is_active = True
+    agent.save()
     issue_credentials(agent, actor="setup")
-    assert eventually(lambda: other.ask("auth", token) is None)
+    assert eventually(lambda: other.ask("read", token, "dev/key") == [401, "Unauthorized"])
 
 
 def test_a_deleted_secret_and_its_older_versions_leave_the_other_process(other, admin_user):
-    create_agent("reader", actor="setup", grants=["cached_key"])
+    _, credentials = create_agent("reader", actor="setup", grants=["cached_key"])
+    token = credentials.token
     secret = services.create_secret("cached_key", "one", actor=admin_user, backend="local")
-    assert other.ask("read", "reader", "cached_key") == "one"
+    assert other.ask("read", token, "cached_key") == [200, "one"]
     assert other.ask("cached", secret.pk, 1) is True
     services.set_value(secret, "two", actor=admin_user)
     assert eventually(lambda: other.ask("cached", secret.pk, 1) is False)
-    assert other.ask("read", "reader", "cached_key") == "two"
+    assert other.ask("read", token, "cached_key") == [200, "two"]
     services.delete_secret(secret, actor=admin_user)
     assert eventually(lambda: other.ask("cached", secret.pk, 2) is False)

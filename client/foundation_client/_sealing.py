@@ -63,7 +63,7 @@ def _derive(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> 
     return hkdf.derive(shared)
 
 
-def seal(plaintext: bytes, recipient_public: bytes, context: bytes) -> dict[str, str]:
+def seal(plaintext: bytes | bytearray, recipient_public: bytes, context: bytes) -> dict[str, str]:
     """Encrypt ``plaintext`` so that only the recipient's private key opens it."""
     recipient = X25519PublicKey.from_public_bytes(recipient_public)
     ephemeral = X25519PrivateKey.generate()

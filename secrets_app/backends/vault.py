@@ -4,30 +4,38 @@ KV v2 numbers versions itself and keeps them. Writers are serialised by the site
 the secret's metadata), and the site records the version Vault returns; no check-and-set, so a
 version written to Vault whose database transaction then failed never blocks later writes.
 
-Every hvac or transport error becomes ``BackendUnavailable`` (or ``SecretDoesNotExist``) with a
-message that names the cause and never carries a value.
+Writes, metadata, token renewal and AppRole log-in go through hvac; values are read by one
+reader, ``read_async`` (aiohttp on the running event loop), from the agent API and from sync
+code alike. Both take TLS and proxies from ``route()``, and every error of either becomes
+``BackendUnavailable`` (or ``SecretDoesNotExist``) by ``classified``, with a message that names
+the cause and never carries a value.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
+import os
+import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
-from urllib.parse import urlencode, urlsplit
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import aiohttp
+import certifi
 import hvac
 import hvac.exceptions
 import hvac.utils
 import requests
-import requests.adapters
 import requests.utils
 import urllib3
 import urllib3.exceptions
+from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from secrets_app.exceptions import (
@@ -35,6 +43,7 @@ from secrets_app.exceptions import (
     BackendUnavailable,
     InvalidSecret,
     SecretDoesNotExist,
+    SecretsError,
 )
 from secrets_app.models import SecretMetadata, secret_name_segments
 
@@ -46,26 +55,60 @@ _local = threading.local()
 #: A token is renewed (or, for AppRole, logged in again) once this share of its life is left:
 #: renewed before it expires, never on a request that already failed (finding 10 of the review).
 _RENEW_WHEN_LEFT = 1 / 3
+#: The clock token lifetimes are kept on (tests move it instead of waiting).
+clock = time.monotonic
+
+
+@dataclass(frozen=True)
+class Route:
+    """How to reach Vault, for hvac's session and the async reader alike: ``verify`` as requests
+    takes it (a CA file or directory, True for certifi's bundle, False for none) and the proxy
+    for ``VAULT_ADDR`` (None: direct)."""
+
+    proxies: dict[str, str]
+    verify: str | bool
+
+    @property
+    def proxy(self) -> str | None:
+        return requests.utils.select_proxy(settings.VAULT_ADDR, self.proxies) or None
+
+
+def route() -> Route:
+    """The environment's proxies and CA bundle, read once per client: requests reads them again
+    on every call (``trust_env``), walking ``os.environ`` twice, 0.35 ms a call here. Precedence
+    as hvac and requests have it: ``VAULT_CACERT``, ``VAULT_CAPATH``, then requests' own
+    ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``; proxies as requests would pick them for
+    ``VAULT_ADDR``, ``NO_PROXY`` included."""
+    environment = requests.Session().merge_environment_settings(
+        settings.VAULT_ADDR, {}, None, None, None
+    )
+    verify = settings.VAULT_CACERT or settings.VAULT_CAPATH or environment["verify"]
+    return Route(proxies=dict(environment["proxies"]), verify=verify)
+
+
+def ssl_context(verify: str | bool) -> ssl.SSLContext:
+    """``verify`` as an SSL context, checking as requests checks: a CA file or directory, else
+    certifi's bundle (requests' default); none when told not to (``VAULT_SKIP_VERIFY``)."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    where = verify if isinstance(verify, str) else certifi.where()
+    if os.path.isdir(where):
+        return ssl.create_default_context(capath=where)
+    return ssl.create_default_context(cafile=where)
 
 
 def _session() -> tuple[requests.Session, str | bool]:
-    """A session that reads the environment's proxies and CA bundle once, here, and returns it
-    with the ``verify`` hvac should use.
-
-    requests reads them again on every call (``trust_env``), walking ``os.environ`` for the
-    proxy variables twice: 0.35 ms a call here, a third of a whole Vault read. Precedence is
-    kept: ``VAULT_CACERT``, then ``VAULT_CAPATH`` (as hvac reads them), then requests' own
-    ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``; proxies as requests would pick them for
-    ``VAULT_ADDR``, ``NO_PROXY`` included.
-    """
+    """hvac's session, on ``route()``: the environment read once."""
+    found = route()
     session = requests.Session()
-    environment = session.merge_environment_settings(settings.VAULT_ADDR, {}, None, None, None)
     session.trust_env = False
-    session.proxies = environment["proxies"]
-    verify = settings.VAULT_CACERT or settings.VAULT_CAPATH or environment["verify"]
+    session.proxies = found.proxies
     # hvac takes a session's own verify over the one it is given: set it on both.
-    session.verify = verify
-    return session, verify
+    session.verify = found.verify
+    return session, found.verify
 
 
 def _new_client() -> hvac.Client:
@@ -93,7 +136,7 @@ def client() -> hvac.Client:
         _local.config = wanted
         _local.expires, _local.lifetime, _local.renewable = _lifetime(existing)
     elif _local.expires is not None and (
-        time.monotonic() >= _local.expires - _local.lifetime * _RENEW_WHEN_LEFT
+        clock() >= _local.expires - _local.lifetime * _RENEW_WHEN_LEFT
     ):
         existing = _keep_alive(existing)
     return existing
@@ -110,7 +153,7 @@ def _lifetime(vault: hvac.Client) -> tuple[float | None, float, bool]:
     if ttl <= 0:  # a token that never expires (a root token)
         return None, 0.0, False
     return (
-        time.monotonic() + ttl,
+        clock() + ttl,
         float(data.get("creation_ttl") or ttl),
         bool(data.get("renewable")),
     )
@@ -119,7 +162,7 @@ def _lifetime(vault: hvac.Client) -> tuple[float | None, float, bool]:
 def _keep_alive(vault: hvac.Client) -> hvac.Client:
     """Renew the token for another whole TTL; where Vault will not (not renewable, or at its
     maximum TTL), log in again with AppRole, or say the token is about to expire."""
-    left = max(0.0, _local.expires - time.monotonic())
+    left = max(0.0, _local.expires - clock())
     if _local.renewable:
         try:
             auth = vault.auth.token.renew_self(increment=f"{int(_local.lifetime)}s")["auth"]
@@ -128,7 +171,7 @@ def _keep_alive(vault: hvac.Client) -> hvac.Client:
         else:
             granted = float(auth.get("lease_duration") or 0)
             if granted > left:
-                _local.expires = time.monotonic() + granted
+                _local.expires = clock() + granted
                 logger.info("renewed the vault token for %ds", granted)
                 return vault
     if settings.VAULT_ROLE_ID:
@@ -145,125 +188,6 @@ def _keep_alive(vault: hvac.Client) -> hvac.Client:
 
 def reset_client() -> None:
     _local.client = None
-    _local.pool = _local.pool_for = None
-
-
-@dataclass(frozen=True)
-class Access:
-    """How the async read (``secrets_app.fast_read``) may call Vault: this thread's client's
-    address, token and TLS settings, or ``direct=False`` when a proxy stands in the way."""
-
-    base_uri: str
-    token: str = field(repr=False)
-    namespace: str | None
-    verify: str | bool
-    cert: str | tuple[str, str] | None
-    direct: bool
-
-
-def access() -> Access:
-    """A snapshot of a live client (its token renewed, or logged in again, as ``client()`` does);
-    called from a worker thread, since it may have to ask Vault."""
-    return _access_of(client())
-
-
-def _access_of(vault: hvac.Client) -> Access:
-    """``vault``'s address, token and TLS settings (hvac keeps them in its adapter's keyword
-    arguments), and whether a proxy stands in the way: the one place they are read."""
-    adapter = vault.adapter
-    proxy = requests.utils.select_proxy(adapter.base_uri, adapter.session.proxies)
-    return Access(
-        base_uri=adapter.base_uri,
-        token=adapter.token or "",
-        namespace=adapter.namespace,
-        verify=adapter._kwargs.get("verify", True),
-        cert=adapter._kwargs.get("cert"),
-        direct=not proxy,
-    )
-
-
-def request_headers(token: str, namespace: str | None) -> dict[str, str]:
-    """The headers hvac sends with each request, for the reads that go around it."""
-    headers = {"X-Vault-Request": "true", "X-Vault-Token": token}
-    if namespace:
-        headers["X-Vault-Namespace"] = namespace
-    return headers
-
-
-def request_target(base_uri: str, api_path: str, params: dict[str, str]) -> str:
-    """An API path as hvac asks for it: after the path of the address (``VAULT_ADDR``) itself."""
-    base = urlsplit(base_uri).path.rstrip("/")
-    return f"{base}{api_path}?{urlencode(params)}" if params else f"{base}{api_path}"
-
-
-def data_path(secret: SecretMetadata) -> str:
-    """The KV v2 API path of a secret's data."""
-    return str(
-        hvac.utils.format_url(
-            "/v1/{mount}/data/{path}", mount=settings.SECRETS_VAULT_MOUNT, path=path_for(secret)
-        )
-    )
-
-
-def _read_pool(vault: hvac.Client) -> urllib3.HTTPConnectionPool | None:
-    """The connection pool requests itself sends this client's calls through (its TLS
-    settings included), or None when a proxy stands between the site and Vault."""
-    found = _access_of(vault)
-    adapter = vault.adapter.session.get_adapter(found.base_uri)
-    if not found.direct or not isinstance(adapter, requests.adapters.HTTPAdapter):
-        return None
-    request = requests.Request("GET", found.base_uri).prepare()
-    pool = adapter.get_connection_with_tls_context(
-        request, found.verify, proxies={}, cert=found.cert
-    )
-    adapter.cert_verify(pool, found.base_uri, found.verify, found.cert)
-    return pool
-
-
-def _get(vault: hvac.Client, api_path: str, params: dict[str, str]) -> dict[str, Any]:
-    """``GET`` a Vault API path straight on requests' own connection pool, or through hvac
-    when a proxy is in the way or Vault redirects (a standby); hvac's exceptions either way.
-
-    Every uncached read of a secret's value comes here, and requests' work around a call
-    (hooks, cookies, redirects, its response object) cost 0.25 ms of a 1 ms read.
-    """
-    pool: urllib3.HTTPConnectionPool | None
-    if getattr(_local, "pool_for", None) is vault:
-        pool = _local.pool
-    else:
-        pool = _local.pool = _read_pool(vault)
-        _local.pool_for = vault
-    if pool is None:
-        answer = vault.adapter.get(url=api_path, params=params)
-        return cast("dict[str, Any]", answer)
-    url = request_target(vault.adapter.base_uri, api_path, params)
-    response = pool.urlopen(
-        "GET",
-        url,
-        headers=request_headers(vault.adapter.token or "", vault.adapter.namespace),
-        redirect=False,
-        assert_same_host=False,
-        retries=False,
-        timeout=urllib3.Timeout(connect=settings.VAULT_TIMEOUT, read=settings.VAULT_TIMEOUT),
-    )
-    if 300 <= response.status < 400:  # a standby's redirect: hvac follows it, as before
-        return cast("dict[str, Any]", vault.adapter.get(url=api_path, params=params))
-    body: Any = None
-    with contextlib.suppress(ValueError):
-        body = json.loads(response.data) if response.data else None
-    if response.status == 200 and isinstance(body, dict):
-        return body
-    errors = body.get("errors") if isinstance(body, dict) else None
-    text = response.data.decode("utf-8", "replace")
-    raise hvac.exceptions.VaultError.from_status(
-        response.status,
-        None if errors is not None else text,
-        errors=errors,
-        method="get",
-        url=url,
-        text=text,
-        json=body,
-    )
 
 
 def path_for(secret: SecretMetadata) -> str:
@@ -286,26 +210,46 @@ def _call(name: str, operation: Callable[[hvac.Client], T]) -> T:
                 raise
             reset_client()  # an AppRole token may have expired: log in again, once
             return operation(client())
-    except hvac.exceptions.InvalidPath:
-        raise SecretDoesNotExist(name) from None
-    except hvac.exceptions.InvalidRequest:
-        raise BackendUnavailable(f"vault refused the request for {name!r}") from None
-    except hvac.exceptions.Forbidden:
-        raise BackendUnavailable(
-            "vault denied the foundation's token (permission denied)"
-        ) from None
-    except hvac.exceptions.VaultDown:
-        raise BackendUnavailable("vault is sealed or in maintenance") from None
-    except hvac.exceptions.VaultError as exc:
-        raise BackendUnavailable(f"vault answered with an error ({type(exc).__name__})") from None
-    except urllib3.exceptions.NewConnectionError:  # a TimeoutError to urllib3, for history
+    except Exception as exc:
+        raise classified(name, exc) from None
+
+
+def classified(name: str, exc: BaseException) -> Exception:
+    """What a failed call to Vault means for ``name``, whichever client made it: hvac's
+    exceptions (``VaultError.from_status`` makes them from a status too), requests' and
+    urllib3's, aiohttp's; the message names the cause, never a value."""
+    if isinstance(exc, hvac.exceptions.InvalidPath):
+        return SecretDoesNotExist(name)
+    if isinstance(exc, hvac.exceptions.InvalidRequest):
+        return BackendUnavailable(f"vault refused the request for {name!r}")
+    if isinstance(exc, hvac.exceptions.Forbidden):
+        return BackendUnavailable("vault denied the foundation's token (permission denied)")
+    if isinstance(exc, hvac.exceptions.VaultDown):
+        return BackendUnavailable("vault is sealed or in maintenance")
+    if isinstance(exc, hvac.exceptions.VaultError):
+        return BackendUnavailable(f"vault answered with an error ({type(exc).__name__})")
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a TimeoutError to urllib3
         reset_client()
-        raise BackendUnavailable("vault is unreachable (NewConnectionError)") from None
-    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
-        raise BackendUnavailable("vault did not answer in time") from None
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        reset_client()
-        raise BackendUnavailable(f"vault is unreachable ({type(exc).__name__})") from None
+        return BackendUnavailable("vault is unreachable (NewConnectionError)")
+    if isinstance(
+        exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+    ):
+        return BackendUnavailable("vault did not answer in time")
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return BackendUnavailable("vault is unreachable (SSLError)")
+    transport = (
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        aiohttp.ClientError,
+        OSError,
+    )
+    if isinstance(exc, transport):
+        if not isinstance(exc, aiohttp.ClientError):
+            reset_client()
+        return BackendUnavailable(f"vault is unreachable ({type(exc).__name__})")
+    if isinstance(exc, SecretsError):
+        return exc
+    return BackendUnavailable(f"vault could not be asked ({type(exc).__name__})")
 
 
 class VaultBackend:
@@ -353,26 +297,21 @@ class VaultBackend:
         return int(response["data"]["current_version"]) or None
 
     def read(self, secret: SecretMetadata, version: int) -> str:
-        try:
-            # hvac's read_secret_version(raise_on_deleted_version=True), by the faster path.
-            api_path = data_path(secret)
-            response = _call(
-                secret.secret_name, lambda c: _get(c, api_path, {"version": str(version)})
+        """A version's value, by the one reader (``read_async``), from sync code (a rollback, a
+        command): never from a running event loop, where ``read_async`` is awaited."""
+        return async_to_sync(read_async)(secret, version)
+
+    def missing(self, secret: SecretMetadata, version: int) -> SecretsError:
+        """What a 404 for ``version`` means: the version does not exist, or, for one the site
+        recorded, that Vault lost data (``BackendOutOfSync``)."""
+        expected = secret.current_version is not None and version <= secret.current_version
+        held = self.current_version(secret) if expected else None
+        if expected and (held is None or held < version):
+            what = "no version" if held is None else f"versions up to {held}"
+            return BackendOutOfSync(
+                secret.secret_name, f"vault holds {what}, the site expects version {version}"
             )
-        except SecretDoesNotExist:
-            expected = secret.current_version is not None and version <= secret.current_version
-            held = self.current_version(secret) if expected else None
-            if expected and (held is None or held < version):
-                # A version the site recorded, which Vault says it never had: it lost data.
-                what = "no version" if held is None else f"versions up to {held}"
-                raise BackendOutOfSync(
-                    secret.secret_name, f"vault holds {what}, the site expects version {version}"
-                ) from None
-            raise SecretDoesNotExist(secret.secret_name, version) from None
-        data = response["data"]["data"] or {}
-        if not isinstance(data.get("value"), str):
-            raise BackendUnavailable(f"vault holds no value for {secret.secret_name!r}")
-        return str(data["value"])
+        return SecretDoesNotExist(secret.secret_name, version)
 
     def destroy(self, secret: SecretMetadata) -> None:
         with contextlib.suppress(SecretDoesNotExist):  # already gone
@@ -382,3 +321,152 @@ class VaultBackend:
                     path=path_for(secret), mount_point=settings.SECRETS_VAULT_MOUNT
                 ),
             )
+
+
+# --- Reading a value: the one reader, aiohttp on the running event loop -----------------------
+
+#: The largest answer taken in: far beyond a secret value and KV's JSON around it.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+#: How long the reader uses a token taken from this process's hvac client before it asks again
+#: (renewal and AppRole log-in stay with hvac, in a thread).
+TOKEN_SECONDS = 10.0
+
+
+#: The one thread that hands the reader its token: its hvac client (``client()`` is one per
+#: thread) is the one that renews the token, or logs in again, for the readers of this process.
+_token_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vault-token")
+
+
+def _current_token() -> str:
+    return client().token or ""
+
+
+async def _in_token_thread(work: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_token_thread, work)
+
+
+class Reader:
+    """Reads secret values from KV v2 with one aiohttp session on the running loop: one
+    connector (kept-alive connections, ``route()``'s TLS and proxy), no cookie jar, no
+    decompression, a capped read, the time-out hvac has. Errors are hvac's, made from the status
+    (``VaultError.from_status``), and mean what they mean for hvac's calls (``classified``)."""
+
+    def __init__(self) -> None:
+        found = route()
+        self.proxy = found.proxy
+        tls = ssl_context(found.verify) if settings.VAULT_ADDR.startswith("https:") else None
+        self.loop = asyncio.get_running_loop()
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=tls if tls is not None else False),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=settings.VAULT_TIMEOUT),
+        )
+        self.token = ""
+        self.token_at = -TOKEN_SECONDS
+        self.token_lock = asyncio.Lock()
+
+    async def _token(self, fresh: bool = False) -> str:
+        async with self.token_lock:
+            if fresh or time.monotonic() - self.token_at > TOKEN_SECONDS:
+                self.token = await _in_token_thread(_current_token)
+                self.token_at = time.monotonic()
+            return self.token
+
+    async def _get(self, url: str, version: int, token: str) -> tuple[int, bytes]:
+        headers = {"X-Vault-Request": "true", "X-Vault-Token": token}
+        async with self.session.get(
+            url, params={"version": str(version)}, headers=headers, proxy=self.proxy
+        ) as response:
+            body = bytearray(await response.content.read(MAX_ANSWER_BYTES + 1))
+            if len(body) > MAX_ANSWER_BYTES:
+                body[:] = bytes(len(body))
+                raise BackendUnavailable("vault's answer is larger than the site takes")
+            return response.status, _taken(body)
+
+    async def read(self, secret: SecretMetadata, version: int) -> str:
+        name = secret.secret_name
+        url = settings.VAULT_ADDR.rstrip("/") + str(
+            hvac.utils.format_url(
+                "/v1/{mount}/data/{path}", mount=settings.SECRETS_VAULT_MOUNT, path=path_for(secret)
+            )
+        )
+        try:
+            used = await self._token()
+            status, raw = await self._get(url, version, used)
+            if status == 403:
+                # The token replaced since it was taken, or an AppRole token expired (then log
+                # in again, as ``_call`` does): asked once more with a fresh one.
+                if settings.VAULT_ROLE_ID:
+                    await _in_token_thread(reset_client)
+                fresh = await self._token(fresh=True)
+                if fresh != used or settings.VAULT_ROLE_ID:
+                    status, raw = await self._get(url, version, fresh)
+        except SecretsError:
+            raise
+        except Exception as exc:
+            raise classified(name, exc) from None
+        try:
+            answer: Any = json.loads(raw) if raw else None
+        except ValueError:
+            answer = None
+        finally:
+            raw = b""
+        if status != 200:
+            errors = answer.get("errors") if isinstance(answer, dict) else None
+            error = hvac.exceptions.VaultError.from_status(
+                status, None, errors=errors, method="get", url=url
+            )
+            if isinstance(error, hvac.exceptions.InvalidPath):
+                raise await asyncio.to_thread(VaultBackend().missing, secret, version)
+            raise classified(name, error)
+        try:
+            data, held = answer["data"]["data"] or {}, answer["data"]["metadata"]["version"]
+        except (TypeError, KeyError):
+            raise BackendUnavailable(f"vault's answer for {name!r} is not KV v2's") from None
+        if held != version:  # never another version's value
+            raise BackendUnavailable(f"vault answered another version of {name!r}")
+        if not isinstance(data.get("value"), str):
+            raise BackendUnavailable(f"vault holds no value for {name!r}")
+        return str(data["value"])
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def _taken(body: bytearray) -> bytes:
+    """The answer's bytes, and the buffer we read them into zeroed."""
+    try:
+        return bytes(body)
+    finally:
+        body[:] = bytes(len(body))
+
+
+_reader: Reader | None = None
+
+
+async def start_reader() -> None:
+    """This process's reader on the running loop (the ASGI lifespan's start)."""
+    global _reader
+    if _reader is None or _reader.loop is not asyncio.get_running_loop():
+        _reader = Reader()
+
+
+async def stop_reader() -> None:
+    global _reader
+    reader, _reader = _reader, None
+    if reader is not None and reader.loop is asyncio.get_running_loop():
+        await reader.close()
+
+
+async def read_async(secret: SecretMetadata, version: int) -> str:
+    """A version's value from Vault: the lifespan's reader when it runs on this loop, else a
+    reader made for this read (Django's handlers, commands, tests)."""
+    if _reader is not None and _reader.loop is asyncio.get_running_loop():
+        return await _reader.read(secret, version)
+    reader = Reader()
+    try:
+        return await reader.read(secret, version)
+    finally:
+        await reader.close()

@@ -147,12 +147,10 @@ def test_an_invalid_name_is_404_and_audited_without_the_name(client, make_agent)
 
 
 def test_an_unexpected_backend_failure_is_503_and_audited(client, secret, make_agent, monkeypatch):
-    from secrets_app.backends.vault import VaultBackend
-
-    def explode(self, secret, version):
+    async def explode(secret, version):
         raise KeyError("data")
 
-    monkeypatch.setattr(VaultBackend, "read", explode)
+    monkeypatch.setattr(vault, "read_async", explode)
     _, token = make_agent()
     response = get(client, "openai_api_key", token)
     assert response.status_code == 503

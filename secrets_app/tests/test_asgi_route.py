@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 from audit_app.models import AuditLog
 from foundation_client import ClientSettings, SecretsClient, SecretUnavailable, generate_keypair
@@ -17,21 +18,17 @@ from foundation_client.protocol import (
 )
 from foundation_site.asgi import application
 from secrets_app import services, signing
+from tests.fixtures.served import serve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def call(method: str, path: str, token: str | None = None, host: str = "localhost"):
+    """One request to the served application, its lifespan run as Uvicorn runs it."""
     headers = {"Host": host, "User-Agent": "route-test/1"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-
-    async def go():
-        transport = httpx.ASGITransport(app=application, client=("198.51.100.7", 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            return await client.request(method, path, headers=headers)
-
-    return asyncio.run(go())
+    return serve((method, path, headers))[0]
 
 
 @pytest.fixture
@@ -133,9 +130,9 @@ class RouteTransport:
     """SecretsClient's transport straight into the served application, through the lean route;
     ``replay`` serves the first answer again for every later request, as a man in the middle."""
 
-    def __init__(self, token: str, *, replay: bool = False) -> None:
+    def __init__(self, app, token: str, *, replay: bool = False) -> None:
         self.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application, client=("198.51.100.7", 5000)),
+            transport=httpx.ASGITransport(app=app, client=("198.51.100.7", 5000)),
             base_url="http://localhost",
             headers={"Authorization": f"Bearer {token}"},
         )
@@ -163,17 +160,19 @@ def test_a_pinned_agent_accepts_the_routes_answers_and_refuses_a_replayed_one(se
         site_public_key=signing.site_public_key(),
     )
 
-    async def read_twice(transport: RouteTransport, **options) -> str:
-        async with SecretsClient(
-            settings, transport=transport, listen=False, ttl=0, **options
-        ) as agent:
-            assert await agent.get("route/key") == "route-value"
-            return await agent.get("route/key")
+    async def read_twice(replay: bool = False, **options) -> str:
+        async with LifespanManager(application) as served:
+            transport = RouteTransport(served.app, token, replay=replay)
+            async with SecretsClient(
+                settings, transport=transport, listen=False, ttl=0, **options
+            ) as agent:
+                assert await agent.get("route/key") == "route-value"
+                return await agent.get("route/key")
 
-    assert asyncio.run(read_twice(RouteTransport(token))) == "route-value"
+    assert asyncio.run(read_twice()) == "route-value"
     # No stale window, which would serve the value verified by the first read instead.
     with pytest.raises(SecretUnavailable, match="replayed answer"):
-        asyncio.run(read_twice(RouteTransport(token, replay=True), stale_if_error=0))
+        asyncio.run(read_twice(replay=True, stale_if_error=0))
 
 
 @pytest.mark.parametrize(

@@ -118,42 +118,28 @@ def test_a_vault_that_never_answers_times_out_cleanly(settings, vault_prefix, ad
             vault.VaultBackend().read(secret, 1)
 
 
-def test_a_proxy_in_the_environment_is_used_for_reads(monkeypatch, vault_prefix, admin_user):
-    """Reads take a direct path to Vault only where requests would go direct: with a proxy
-    for Vault's address they go through hvac and the proxy (here one that is not there)."""
-    secret = services.create_secret("k", "v", actor=admin_user, backend="vault")
-    assert vault._read_pool(vault.client()) is not None
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("NO_PROXY", "")
-    monkeypatch.delenv("no_proxy", raising=False)
+def _dead_proxy(monkeypatch, no_proxy: str = "") -> None:
+    for name in ("HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", no_proxy)
     vault.reset_client()
-    assert vault._read_pool(vault.client()) is None
+
+
+def test_a_proxy_in_the_environment_is_used_for_reads(monkeypatch, vault_prefix, admin_user):
+    """Reads go where requests would send them: through the environment's proxy (here one
+    that is not there) for Vault's address."""
+    secret = services.create_secret("k", "v", actor=admin_user, backend="vault")
+    assert vault.VaultBackend().read(secret, 1) == "v"
+    _dead_proxy(monkeypatch)
     with pytest.raises(BackendUnavailable, match="unreachable"):
         vault.VaultBackend().read(secret, 1)
 
 
-def test_the_direct_read_verifies_vaults_certificate(settings, tmp_path):
-    """VAULT_CACERT reaches hvac's calls (which take a session's verify over their own) and
-    the direct read, which uses requests' own pool for the address, TLS settings included."""
-    ca = tmp_path / "vault-ca.pem"
-    ca.write_text("not read until a connection is made")
-    settings.VAULT_ADDR = "https://vault.example:8200"
-    settings.VAULT_CACERT = str(ca)
-    client = vault._new_client()
-    assert client.adapter._kwargs["verify"] == str(ca)  # hvac's own calls
-    pool = vault._read_pool(client)
-    assert pool is not None
-    assert pool.scheme == "https"
-    assert pool.host == "vault.example"
-    assert pool.cert_reqs == "CERT_REQUIRED"
-    assert pool.ca_certs == str(ca)
-
-
-def test_no_proxy_alone_keeps_the_direct_read(monkeypatch, settings):
-    monkeypatch.setenv("NO_PROXY", "localhost,.internal")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    assert vault._read_pool(vault._new_client()) is not None
+def test_no_proxy_for_vaults_host_reads_directly(monkeypatch, vault_prefix, admin_user):
+    secret = services.create_secret("k", "direct", actor=admin_user, backend="vault")
+    _dead_proxy(monkeypatch, no_proxy="127.0.0.1,localhost")
+    assert vault.VaultBackend().read(secret, 1) == "direct"
 
 
 def test_a_redirect_from_a_standby_is_followed(settings, vault_prefix, admin_user):
