@@ -22,7 +22,7 @@ from agents_app.services import (
 )
 from audit_app import services as audit
 from audit_app.admin_mixins import AuditedModelAdmin
-from foundation_site.admin_pages import AdminPagesMixin
+from foundation_core.admin_pages import AdminPagesMixin
 
 #: Each of these lets its holder read what an agent may read (docs/secrets.md).
 ISSUE = "agents_app.issue_credentials"

@@ -19,15 +19,18 @@ class AgentsConfig(AppConfig):
         post_delete.connect(_deprovision, sender=Agent, dispatch_uid="deprovision_agent")
 
         from agents_app import audit_signals
+        from agents_app.services import on_notice
+        from foundation_core import notices
 
         audit_signals.connect()
+        notices.register(on_notice)
 
 
 def _forget(**kwargs: object) -> None:
     from django.db import transaction
 
     from agents_app.services import forget_agents
-    from foundation_site import notices
+    from foundation_core import notices
 
     forget_agents()
     # Again once the change is visible to other connections, in case a read in between cached

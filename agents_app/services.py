@@ -15,6 +15,7 @@ from django.http import HttpRequest
 
 from agents_app.models import Agent, SecretGrant, hash_token
 from audit_app import services as audit
+from foundation_core import notices
 from secrets_app.models import NOT_LOOKED_UP, SecretLookup
 
 
@@ -124,7 +125,7 @@ def authenticate(token: str | None) -> Agent | None:
     returned too, so that its refused reads are audited under its name.
 
     Results are kept in this process for ``AGENT_AUTH_CACHE_SECONDS``; any change to an agent
-    or a grant, in any site process, clears them at once (``foundation_site.notices``), and
+    or a grant, in any site process, clears them at once (``foundation_core.notices``), and
     the TTL bounds what a missed notice could leave.
     """
     return authenticate_for_read(token, None)[0]
@@ -162,14 +163,18 @@ def remember_agent(token_hash: str, agent: Agent | None, generation: int) -> Non
     """Keep a token's look-up for ``AGENT_AUTH_CACHE_SECONDS`` (0: not at all), unless agents
     changed since ``generation`` (``auth_generation()`` taken before the look-up)."""
     ttl = settings.AGENT_AUTH_CACHE_SECONDS
-    if ttl <= 0:
+    if ttl <= 0 or not notices.started():  # kept only where other processes' changes arrive
         return
-    from foundation_site import notices
-
-    notices.ensure_listening()  # other processes' revocations reach this cache at once
     with _auth_lock:
         if generation != _auth_generation:
             return
         if len(_auth_cache) > 10_000:
             _auth_cache.clear()
         _auth_cache[token_hash] = (agent, time.monotonic() + ttl)
+
+
+def on_notice(message: dict[str, Any] | None) -> None:
+    """What a notice makes the token cache forget (registered with
+    ``foundation_core.notices``): everything, on any change to an agent or a grant."""
+    if message is None or message.get("agents"):
+        forget_agents()

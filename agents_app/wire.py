@@ -18,7 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from agents_app.models import Agent
 from foundation_client.protocol import AGENT_SCRIPTS, AGENTS, acl_rules, acl_user
-from foundation_site.redis_client import get_wire, wire_nodes
+from foundation_core.redis_client import get_wire, wire_nodes
 
 logger = logging.getLogger("foundation.agents.wire")
 

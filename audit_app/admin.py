@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString
 
 from audit_app.admin_mixins import ReadOnlyModelAdmin
 from audit_app.models import EVENT_TYPES, AuditLog, SuspiciousActivity
-from foundation_site.admin_scale import AtScaleAdmin, ExactFilter
+from foundation_core.admin_scale import AtScaleAdmin, ExactFilter
 
 
 class EventFilter(ExactFilter):
@@ -41,7 +41,7 @@ class AddressFilter(ExactFilter):
 class AuditLogAdmin(AtScaleAdmin, ReadOnlyModelAdmin):
     """The audit log at any size (5 million rows and more: it is never pruned): no filter
     lists a column's values, search is exact, the list is not counted (see
-    ``foundation_site.admin_scale``)."""
+    ``foundation_core.admin_scale``)."""
 
     list_display = (
         "created_at",

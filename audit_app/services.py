@@ -299,3 +299,28 @@ def record_for_request(event_type: str, resource: str, action: str, **metadata: 
     user = getattr(request, "user", None)
     actor: object = user if user is not None and user.is_authenticated else "(system)"
     return record(event_type, actor, resource, action, request=request, **metadata)
+
+
+def record_rate_limited(
+    kind: str,
+    event_type: str,
+    actor: object,
+    resource: str,
+    count: int,
+    ip_address: str | None = None,
+) -> AuditLog:
+    """The one row for ``count`` attempts a rate limit refused (``foundation_core.ratelimit``
+    keeps no row per refusal): written by the limit's owner, with its own event."""
+    from foundation_core import ratelimit
+
+    return record(
+        event_type,
+        actor,
+        resource,
+        "rate_limited",
+        success=False,
+        error=f"{count} more attempts refused by the rate limit ({kind})",
+        ip_address=ip_address,
+        suppressed=count,
+        limit=getattr(settings, ratelimit.KINDS[kind]),
+    )

@@ -28,6 +28,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from foundation_core import notices  # noqa: E402
 from foundation_site.routing import websocket_urlpatterns  # noqa: E402
 from secrets_app import reading  # noqa: E402
 from secrets_app.asgi import SecretsReadRoute  # noqa: E402
@@ -58,6 +59,14 @@ class Lifespan:
                 return
 
 
+async def _start_notices() -> None:
+    notices.start()  # a daemon thread: it ends with the process
+
+
+async def _nothing() -> None:
+    return None
+
+
 application = ProtocolTypeRouter(
     {
         "http": SecretsReadRoute(
@@ -66,6 +75,6 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
-        "lifespan": Lifespan((reading.start, reading.stop)),
+        "lifespan": Lifespan((_start_notices, _nothing), (reading.start, reading.stop)),
     }
 )

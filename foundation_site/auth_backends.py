@@ -1,4 +1,6 @@
-"""The admin's log-in, refused while a user name or an address is locked out."""
+"""The admin's log-in, refused while a user name or an address is locked out: the backend, the
+counting of failures (each one a row until its limit, then one summary row per window), and
+those summaries."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from audit_app.services import client_ip
-from foundation_site import ratelimit
+from audit_app import services as audit
+from foundation_core import ratelimit
 
 
 class RateLimitedModelBackend(ModelBackend):
@@ -26,7 +28,7 @@ class RateLimitedModelBackend(ModelBackend):
         if request is not None:
             for kind, key in (
                 ("login-user", str(username or "")),
-                ("login-ip", client_ip(request) or "-"),
+                ("login-ip", audit.client_ip(request) or "-"),
             ):
                 verdict = ratelimit.blocked(kind, key)
                 if not verdict.allowed:
@@ -34,3 +36,51 @@ class RateLimitedModelBackend(ModelBackend):
                     request._login_locked = (kind, key, verdict.retry_after)  # type: ignore[attr-defined]
                     raise PermissionDenied
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def on_login_failed(
+    sender: object,
+    credentials: dict[str, Any],
+    request: HttpRequest | None = None,
+    **kwargs: Any,
+) -> None:
+    # Django has already masked the password in ``credentials``; only the user name is kept.
+    username = str(credentials.get("username") or "")
+    if request is not None:
+        address = audit.client_ip(request) or "-"
+        locked = getattr(request, "_login_locked", None)
+        if locked is not None:
+            kind, key, _ = locked
+            ratelimit.refused(kind, key)  # counted for the lock's summary row, not a row
+            return
+        # Each counts; beyond either limit the failure is counted for the summary row only.
+        by_user = ratelimit.hit("login-user", username)
+        by_address = ratelimit.hit("login-ip", address)
+        if not (by_user.allowed and by_address.allowed):
+            return
+    audit.record(
+        "auth.login",
+        username or "(blank)",
+        resource="admin",
+        action="login",
+        success=False,
+        request=request,
+        error="invalid credentials",
+    )
+
+
+def _user_refused(username: str, count: int) -> None:
+    audit.record_rate_limited("login-user", "auth.login", username, "admin", count)
+
+
+def _address_refused(address: str, count: int) -> None:
+    audit.record_rate_limited("login-ip", "auth.login", "(any user)", "admin", count, address)
+
+
+def connect() -> None:
+    """From the site's ``ready``: failed log-ins counted and audited, their summaries owned."""
+    from django.contrib.auth.signals import user_login_failed
+
+    user_login_failed.connect(on_login_failed, dispatch_uid="audit_login_failed")
+    ratelimit.on_refused("login-user", _user_refused)
+    ratelimit.on_refused("login-ip", _address_refused)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from rq import cron
 
-from foundation_site.ratelimit import flush_refused
+from foundation_core.ratelimit import flush_refused
 from messaging_app.jobs import purge_message_log
 from secrets_app.jobs import rotate_due_secrets
 

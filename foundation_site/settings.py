@@ -369,10 +369,10 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "admin:login"
 # The admin's log-in refuses, without checking the password, a user name or an address locked
-# by too many failures (foundation_site/ratelimit.py).
+# by too many failures (foundation_core/ratelimit.py).
 AUTHENTICATION_BACKENDS = ["foundation_site.auth_backends.RateLimitedModelBackend"]
 
-# --- Rate limits (foundation_site/ratelimit.py; `limits` syntax: "20/minute", "5 per 15 minutes")
+# --- Rate limits (foundation_core/ratelimit.py; `limits` syntax: "20/minute", "5 per 15 minutes")
 # Failed agent authentications per client address, then 429 and one summary audit row.
 RATELIMIT_API_FAILURES = env.str("RATELIMIT_API_FAILURES", default="20/minute")
 # Failed admin log-ins per user name, and per address, before the lock-out.

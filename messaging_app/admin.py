@@ -27,8 +27,8 @@ from django.utils.safestring import SafeString
 from agents_app.models import Agent
 from audit_app import services as audit
 from audit_app.admin_mixins import ReadOnlyModelAdmin
-from foundation_site.admin_pages import AdminPagesMixin
-from foundation_site.admin_scale import AtScaleAdmin, ExactFilter
+from foundation_core.admin_pages import AdminPagesMixin
+from foundation_core.admin_scale import AtScaleAdmin, ExactFilter
 from messaging_app import jobs, services
 from messaging_app.forms import ReplayRangeForm
 from messaging_app.models import MessageLog

@@ -18,7 +18,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from audit_app.admin_mixins import AuditedModelAdmin
-from foundation_site.admin_pages import AdminPagesMixin
+from foundation_core.admin_pages import AdminPagesMixin
 from secrets_app import services
 from secrets_app.exceptions import SecretsError
 from secrets_app.forms import SecretCreateForm, SetValueForm

@@ -11,7 +11,26 @@ class SecretsConfig(AppConfig):
     verbose_name = "Secrets"
 
     def ready(self) -> None:
+        from foundation_core import notices, ratelimit
+        from secrets_app import value_cache
+
         checks.register(check_settings, "secrets")
+        notices.register(value_cache.on_notice)
+        ratelimit.on_refused("api", _failed_tokens_refused)
+        ratelimit.on_refused("reads", _quota_refused)
+
+
+def _failed_tokens_refused(address: str, count: int) -> None:
+    from audit_app import services as audit
+
+    resource = "secret:(rate limited)"
+    audit.record_rate_limited("api", "secrets.read", "(unknown agent)", resource, count, address)
+
+
+def _quota_refused(agent: str, count: int) -> None:
+    from audit_app import services as audit
+
+    audit.record_rate_limited("reads", "secrets.read", agent, "secret:(quota)", count)
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

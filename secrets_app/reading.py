@@ -48,7 +48,7 @@ from foundation_client.protocol import (
     seal,
     sealing_context,
 )
-from foundation_site import ratelimit
+from foundation_core import ratelimit
 from secrets_app import services, signing, value_cache
 from secrets_app.backends import vault
 from secrets_app.exceptions import (

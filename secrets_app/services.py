@@ -22,8 +22,8 @@ from django.utils import timezone
 from agents_app.models import Agent
 from audit_app import services as audit
 from foundation_client.protocol import SECRETS_ROTATION_CHANNEL, RotationNotice
-from foundation_site import notices
-from foundation_site.redis_client import get_wire
+from foundation_core import notices
+from foundation_core.redis_client import get_wire
 from secrets_app import value_cache
 from secrets_app.backends import get_backend
 from secrets_app.exceptions import (

@@ -12,8 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
 from django.conf import settings
+
+from foundation_core import notices
 
 _MAX_ENTRIES = 1024
 _lock = threading.Lock()
@@ -37,11 +40,8 @@ def put(secret_id: int, version: int, value: str) -> None:
     """Keep a version's value; an older version than one kept is not kept (a rollback reads
     one), and a newer one makes the older ones go."""
     ttl = settings.SECRETS_SITE_CACHE_SECONDS
-    if ttl <= 0:
+    if ttl <= 0 or not notices.started():  # kept only where other processes' changes arrive
         return
-    from foundation_site import notices
-
-    notices.ensure_listening()  # other processes' changes reach this cache at once
     with _lock:
         kept = [k for k in _entries if k[0] == secret_id]
         if any(v > version for _, v in kept):
@@ -70,3 +70,13 @@ def forget(secret_id: int | None = None) -> None:
             return
         for key in [k for k in _entries if k[0] == secret_id]:
             del _entries[key]
+
+
+def on_notice(message: dict[str, Any] | None) -> None:
+    """What a notice makes this cache forget (registered with ``foundation_core.notices``)."""
+    if message is None:
+        forget()
+        return
+    secret_id, version = message.get("secret_id"), message.get("version")
+    if isinstance(secret_id, int) and isinstance(version, int):
+        forget_older(secret_id, version)

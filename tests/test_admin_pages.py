@@ -1,4 +1,4 @@
-"""The admin's own pages (``foundation_site.admin_pages``): named in Django's form, rendered by one
+"""The admin's own pages (``foundation_core.admin_pages``): named in Django's form, rendered by one
 helper, with one set of breadcrumbs."""
 
 from __future__ import annotations

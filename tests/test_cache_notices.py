@@ -29,10 +29,10 @@ import json, sys
 import django
 django.setup()
 from asgiref.sync import async_to_sync
-from foundation_site import notices
+from foundation_core import notices
 from secrets_app import reading, value_cache
 
-notices.ensure_listening()
+notices.start()
 notices.subscribed.wait(10)  # its first subscription forgets everything: before anything is kept
 for line in sys.stdin:
     command, *args = line.split()

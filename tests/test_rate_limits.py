@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from audit_app.models import AuditLog, SuspiciousActivity
-from foundation_site import ratelimit
+from foundation_core import ratelimit
 from foundation_site.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

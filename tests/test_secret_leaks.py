@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit_app.models import AuditLog
 from foundation_client import generate_keypair
 from foundation_client.protocol import open_sealed, sealing_context
-from foundation_site.redis_client import get_redis
+from foundation_core.redis_client import get_redis
 from secrets_app.jobs import rotate_due_secrets
 from secrets_app.models import SecretMetadata
 

@@ -16,7 +16,7 @@ from agents_app.models import Agent
 from agents_app.services import create_agent
 from foundation_client.protocol import AGENTS, acl_user, inbox
 from foundation_client.testing import is_cluster, sync_client
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 
 pytestmark = pytest.mark.django_db
 

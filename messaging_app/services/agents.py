@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from foundation_client.protocol import AGENT_NAME, AGENTS, as_text
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 
 
 def wire_agents() -> list[str]:

@@ -48,7 +48,7 @@ from foundation_client.protocol import (
     site_events,
     trim_arguments,
 )
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 from messaging_app.models import MessageLog, RecorderCursor
 from messaging_app.services.agents import wire_agents
 

@@ -30,7 +30,7 @@ from foundation_client.protocol import (
 from foundation_client.protocol import (
     dead_letters as dead_letters_key,
 )
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 from messaging_app.models import MessageLog
 from messaging_app.services.agents import wire_agents
 

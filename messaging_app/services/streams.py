@@ -14,7 +14,7 @@ from foundation_client.protocol import (
     requeue,
     site_events,
 )
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 from messaging_app.models import RecorderCursor
 from messaging_app.services.agents import wire_agents
 

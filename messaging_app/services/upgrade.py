@@ -37,7 +37,7 @@ from foundation_client.protocol import (
     delayed,
     requeue,
 )
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 from messaging_app.services.recorder import Row, _row, _write
 
 logger = logging.getLogger("foundation.messaging.upgrade")

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from agents_app.models import Agent
 from audit_app.models import AuditLog
-from foundation_site.admin_scale import UncountedPaginator
+from foundation_core.admin_scale import UncountedPaginator
 from messaging_app import admin as messaging_admin
 from messaging_app import services
 from messaging_app.models import MessageLog

@@ -15,7 +15,7 @@ from django.db import OperationalError, connection
 
 from foundation_client import ClientSettings, Envelope, Messaging, MessagingConfig
 from foundation_client.protocol import AGENTS, events, inbox, status_event
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 from messaging_app import services
 from messaging_app.models import MessageLog, RecorderCursor
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from audit_app.models import AuditLog
 from foundation_client import ClientSettings, Messaging
 from foundation_client.protocol import AGENTS, dead_letters, inbox, requeue
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 from messaging_app import services
 from messaging_app.models import MessageLog
 

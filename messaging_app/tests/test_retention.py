@@ -3,7 +3,6 @@ the audit log; the cron job and the command run it."""
 
 from __future__ import annotations
 
-import importlib
 import re
 from datetime import timedelta
 from io import StringIO
@@ -136,18 +135,3 @@ def test_the_job_purges_within_its_budget():
     rows(40, 1)
     assert jobs.purge_message_log() == {"deleted": 1, "batches": 1, "finished": True}
     assert AuditLog.objects.get(event_type="messaging.retention").actor == "rq-cron"
-
-
-def test_the_cron_module_schedules_the_purge(settings):
-    from rq import cron
-
-    import foundation_site.cron as schedule
-
-    cron._job_data_registry.clear()
-    importlib.reload(schedule)
-    entries = [e for e in cron._job_data_registry if e.get("name") == "purge_message_log"]
-    assert len(entries) == 1
-    assert entries[0]["cron"] == settings.MESSAGE_LOG_RETENTION_CRON
-    assert entries[0]["queue_name"] == "default"
-    assert not entries[0].get("args")
-    cron._job_data_registry.clear()

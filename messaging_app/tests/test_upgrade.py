@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from audit_app.models import AuditLog
-from foundation_site.redis_client import get_wire
+from foundation_core.redis_client import get_wire
 from messaging_app import services
 from messaging_app.models import MessageLog
 

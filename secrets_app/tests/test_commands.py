@@ -54,23 +54,6 @@ def test_rotate_due_secrets_exits_non_zero_when_one_fails(admin_user, flaky_rota
     assert good.current_version == 2
 
 
-def test_the_cron_module_schedules_rotation(settings):
-    import importlib
-
-    from rq import cron
-
-    import foundation_site.cron as schedule
-
-    cron._job_data_registry.clear()
-    importlib.reload(schedule)
-    entries = [e for e in cron._job_data_registry if e.get("name") == "rotate_due_secrets"]
-    assert len(entries) == 1
-    assert entries[0]["cron"] == settings.SECRETS_ROTATION_CRON
-    assert entries[0]["queue_name"] == "default"
-    assert not entries[0].get("args")
-    cron._job_data_registry.clear()
-
-
 def test_system_checks_catch_bad_secrets_settings(settings):
     from secrets_app.apps import check_settings
 

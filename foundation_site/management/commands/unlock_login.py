@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from audit_app import services as audit
-from foundation_site import ratelimit
+from foundation_core import ratelimit
 
 
 class Command(BaseCommand):

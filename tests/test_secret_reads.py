@@ -17,7 +17,7 @@ from django.db import connection
 from audit_app import services as audit_services
 from audit_app.models import AuditLog
 from foundation_client import generate_keypair
-from foundation_site import ratelimit
+from foundation_core import ratelimit
 from foundation_site.asgi import application
 from secrets_app import reading, services
 from secrets_app.asgi import MIDDLEWARE_ACCOUNTED
@@ -222,11 +222,14 @@ def test_a_read_that_cannot_be_audited_gives_no_value(secret, make_agent, monkey
     """The success row is committed before the value leaves: no row, no value."""
     _, token = make_agent(grants=["read/*"])
 
-    async def broken(*args, **kwargs):
+    def broken(*args, **kwargs):
         raise OSError("the database went away")
 
-    monkeypatch.setattr(audit_services, "write_async", broken)
-    monkeypatch.setattr(audit_services, "write", lambda values: broken())
+    async def broken_async(*args, **kwargs):
+        broken()
+
+    monkeypatch.setattr(audit_services, "write_async", broken_async)
+    monkeypatch.setattr(audit_services, "write", broken)
     headers = {"Host": "localhost", "Authorization": f"Bearer {token}"}
     response = serve(("GET", "/api/v1/secrets/read/key", headers))[0]
     assert (response.status_code, response.json()) == (

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -123,38 +124,35 @@ def reset_all() -> None:
     storage.delete(_REFUSED)
 
 
-def flush_refused(*, force: bool = False) -> int:
-    """One ``rate_limited`` audit row for each address or name whose window has passed, with how
-    many attempts were refused meanwhile. Returns the rows written."""
-    from audit_app import services as audit
+#: Who writes the summary row of each kind's refusals: its owner, registered in its app's
+#: ``ready`` (``on_refused``). This module knows no audit event of its own.
+Summary = Callable[[str, int], None]
+_summaries: dict[str, Summary] = {}
 
+
+def on_refused(kind: str, summary: Summary) -> None:
+    """Have ``summary(key, count)`` write the one row that says ``count`` attempts of ``kind``
+    by ``key`` were refused while its window lasted."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown rate limit {kind!r}")
+    _summaries[kind] = summary
+
+
+def flush_refused(*, force: bool = False) -> int:
+    """One summary row for each address or name whose window has passed, with how many
+    attempts were refused meanwhile, by the kind's owner. Returns the rows written."""
     storage = _storage(settings.REDIS_URL).storage
     written = 0
     for raw in storage.smembers(_REFUSED):
         member = raw.decode()
         kind, _, key = member.partition("|")
-        if kind not in KINDS or (not force and not blocked(kind, key).allowed):
-            continue  # still refusing: its summary comes when the window has passed
+        summary = _summaries.get(kind)
+        if summary is None or (not force and not blocked(kind, key).allowed):
+            continue  # still refusing (or no owner yet): its summary comes later
         count = storage.getdel(f"{_REFUSED}:{member}")
         storage.srem(_REFUSED, member)
         if not count:
             continue
-        event, actor, resource = {
-            "api": ("secrets.read", "(unknown agent)", "secret:(rate limited)"),
-            "login-user": ("auth.login", key, "admin"),
-            "login-ip": ("auth.login", "(any user)", "admin"),
-            "reads": ("secrets.read", key, "secret:(quota)"),
-        }[kind]
-        audit.record(
-            event,
-            actor,
-            resource,
-            "rate_limited",
-            success=False,
-            error=f"{int(count)} more attempts refused by the rate limit ({kind})",
-            ip_address=None if kind in ("login-user", "reads") else key,
-            suppressed=int(count),
-            limit=getattr(settings, KINDS[kind]),
-        )
+        summary(key, int(count))
         written += 1
     return written

@@ -1,16 +1,16 @@
 """Caches that forget at once, in every site process (finding 9 of the review).
 
-Each site process keeps two small caches: agents' authentications (token → agent and grants,
-``AGENT_AUTH_CACHE_SECONDS``) and secret values by (secret, version) (``SECRETS_SITE_CACHE_
-SECONDS``). A change made in one process used to clear only that process's: a revoked token or a
+Site processes keep small caches (the agents app's token look-ups, the secrets app's values by
+version). A change made in one process used to clear only that process's: a revoked token or a
 removed grant kept working for seconds elsewhere, and a deleted secret's value stayed cached.
 
 Now every change that must be forgotten (an agent or a grant changed, disabled, deleted or given
 new credentials; a secret's new version, rollback or deletion) is published, once committed, on
 the site's own Redis (``REDIS_URL``, where agents have no access), and a thread in each process
-that caches anything listens and forgets. While the listener is not connected (Redis away, or
-before it first subscribed) nothing is lost: on each (re)subscription it forgets everything, and
-the TTLs still bound what a missed notice could leave.
+that caches anything listens and hands each notice to what the apps registered (``register``).
+While the listener is not connected (Redis away, or before it first subscribed) nothing is lost:
+on each (re)subscription it forgets everything, and the TTLs still bound what a missed notice
+could leave.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -40,7 +41,7 @@ def publish_on_commit(message: dict[str, Any]) -> None:
 
 
 def publish(message: dict[str, Any]) -> None:
-    from foundation_site.redis_client import get_redis
+    from foundation_core.redis_client import get_redis
 
     try:
         get_redis().publish(CHANNEL, json.dumps(message))
@@ -48,28 +49,32 @@ def publish(message: dict[str, Any]) -> None:
         logger.warning("could not publish a cache notice: %s", type(exc).__name__)
 
 
-def forget_everything() -> None:
-    from agents_app.services import forget_agents
-    from secrets_app import value_cache
+Forget = Callable[[dict[str, Any] | None], None]
+_forgetters: list[Forget] = []
 
-    forget_agents()
-    value_cache.forget()
+
+def register(forget: Forget) -> None:
+    """Have ``forget`` called with each notice, and with None when everything must be
+    forgotten (the listener's (re)subscription). Apps register theirs in ``AppConfig.ready``:
+    this module knows no cache of its own."""
+    if forget not in _forgetters:
+        _forgetters.append(forget)
+
+
+def forget_everything() -> None:
+    for forget in _forgetters:
+        forget(None)
 
 
 def apply(message: dict[str, Any]) -> None:
     """Forget what one notice says has changed."""
-    from agents_app.services import forget_agents
-    from secrets_app import value_cache
-
-    if message.get("agents"):
-        forget_agents()
-    secret_id, version = message.get("secret_id"), message.get("version")
-    if isinstance(secret_id, int) and isinstance(version, int):
-        value_cache.forget_older(secret_id, version)
+    for forget in _forgetters:
+        forget(message)
 
 
-def ensure_listening() -> None:
-    """Start this process's listener, once; cheap after the first call."""
+def start() -> None:
+    """Start this process's listener, once: the ASGI lifespan does, as does anything else that
+    serves from caches (tests). Until it has started, nothing may be cached (``started``)."""
     global _started
     if _started:
         return
@@ -80,8 +85,14 @@ def ensure_listening() -> None:
         _started = True
 
 
+def started() -> bool:
+    """Whether this process hears notices: caches keep nothing otherwise, since a change made
+    elsewhere would not reach them."""
+    return _started
+
+
 def _listen() -> None:
-    from foundation_site.redis_client import get_redis
+    from foundation_core.redis_client import get_redis
 
     delay = 0.5
     while True:
