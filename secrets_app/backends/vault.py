@@ -35,7 +35,6 @@ import requests
 import requests.utils
 import urllib3
 import urllib3.exceptions
-from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from secrets_app.exceptions import (
@@ -298,8 +297,14 @@ class VaultBackend:
 
     def read(self, secret: SecretMetadata, version: int) -> str:
         """A version's value, by the one reader (``read_async``), from sync code (a rollback, a
-        command): never from a running event loop, where ``read_async`` is awaited."""
-        return async_to_sync(read_async)(secret, version)
+        command, the admin). On a loop of its own; in a thread of its own when this thread
+        already runs one (Playwright's, a notebook's), where ``asyncio.run`` cannot start."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(read_async(secret, version))
+        with concurrent.futures.ThreadPoolExecutor(1) as one:
+            return one.submit(asyncio.run, read_async(secret, version)).result()
 
     def missing(self, secret: SecretMetadata, version: int) -> SecretsError:
         """What a 404 for ``version`` means: the version does not exist, or, for one the site
