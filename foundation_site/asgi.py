@@ -38,7 +38,7 @@ class Lifespan:
     """The ASGI lifespan: what opens with the server process, in order, and closes with it in
     reverse. A start that fails is reported to the server, which then does not serve."""
 
-    def __init__(self, *parts: tuple[Any, Any]) -> None:
+    def __init__(self, *parts: tuple[Any, Any | None]) -> None:
         self.parts = parts
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -54,17 +54,14 @@ class Lifespan:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for _, stop in reversed(self.parts):
-                    await stop()
+                    if stop is not None:
+                        await stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
 async def _start_notices() -> None:
     notices.start()  # a daemon thread: it ends with the process
-
-
-async def _nothing() -> None:
-    return None
 
 
 application = ProtocolTypeRouter(
@@ -75,6 +72,6 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
-        "lifespan": Lifespan((_start_notices, _nothing), (reading.start, reading.stop)),
+        "lifespan": Lifespan((_start_notices, None), (reading.start, reading.stop)),
     }
 )

@@ -5,32 +5,26 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
 
-def test_the_cron_module_schedules_the_purge(settings):
+
+@pytest.mark.parametrize(
+    ("job", "setting"),
+    [
+        ("purge_message_log", "MESSAGE_LOG_RETENTION_CRON"),
+        ("rotate_due_secrets", "SECRETS_ROTATION_CRON"),
+    ],
+)
+def test_the_cron_module_schedules_each_job_once(settings, job, setting):
     from rq import cron
 
     import foundation_site.cron as schedule
 
     cron._job_data_registry.clear()
     importlib.reload(schedule)
-    entries = [e for e in cron._job_data_registry if e.get("name") == "purge_message_log"]
+    entries = [e for e in cron._job_data_registry if e.get("name") == job]
     assert len(entries) == 1
-    assert entries[0]["cron"] == settings.MESSAGE_LOG_RETENTION_CRON
-    assert entries[0]["queue_name"] == "default"
-    assert not entries[0].get("args")
-    cron._job_data_registry.clear()
-
-
-def test_the_cron_module_schedules_rotation(settings):
-    from rq import cron
-
-    import foundation_site.cron as schedule
-
-    cron._job_data_registry.clear()
-    importlib.reload(schedule)
-    entries = [e for e in cron._job_data_registry if e.get("name") == "rotate_due_secrets"]
-    assert len(entries) == 1
-    assert entries[0]["cron"] == settings.SECRETS_ROTATION_CRON
+    assert entries[0]["cron"] == getattr(settings, setting)
     assert entries[0]["queue_name"] == "default"
     assert not entries[0].get("args")
     cron._job_data_registry.clear()

@@ -210,13 +210,17 @@ def _call(name: str, operation: Callable[[hvac.Client], T]) -> T:
             reset_client()  # an AppRole token may have expired: log in again, once
             return operation(client())
     except Exception as exc:
-        raise classified(name, exc) from None
+        error = classified(name, exc)
+        if error is exc:
+            raise
+        raise error from None
 
 
-def classified(name: str, exc: BaseException) -> Exception:
+def classified(name: str, exc: Exception) -> Exception:
     """What a failed call to Vault means for ``name``, whichever client made it: hvac's
     exceptions (``VaultError.from_status`` makes them from a status too), requests' and
-    urllib3's, aiohttp's; the message names the cause, never a value."""
+    urllib3's, aiohttp's; the message names the cause, never a value. Anything else is
+    returned as it is."""
     if isinstance(exc, hvac.exceptions.InvalidPath):
         return SecretDoesNotExist(name)
     if isinstance(exc, hvac.exceptions.InvalidRequest):
@@ -246,9 +250,7 @@ def classified(name: str, exc: BaseException) -> Exception:
         if not isinstance(exc, aiohttp.ClientError):
             reset_client()
         return BackendUnavailable(f"vault is unreachable ({type(exc).__name__})")
-    if isinstance(exc, SecretsError):
-        return exc
-    return BackendUnavailable(f"vault could not be asked ({type(exc).__name__})")
+    return exc  # ours already (SecretsError), or unforeseen: raised as it is
 
 
 class VaultBackend:
@@ -359,10 +361,9 @@ class Reader:
     def __init__(self) -> None:
         found = route()
         self.proxy = found.proxy
-        tls = ssl_context(found.verify) if settings.VAULT_ADDR.startswith("https:") else None
         self.loop = asyncio.get_running_loop()
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=tls if tls is not None else False),
+            connector=aiohttp.TCPConnector(ssl=ssl_context(found.verify)),
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             trust_env=False,
@@ -384,11 +385,10 @@ class Reader:
         async with self.session.get(
             url, params={"version": str(version)}, headers=headers, proxy=self.proxy
         ) as response:
-            body = bytearray(await response.content.read(MAX_ANSWER_BYTES + 1))
+            body = await response.content.read(MAX_ANSWER_BYTES + 1)
             if len(body) > MAX_ANSWER_BYTES:
-                body[:] = bytes(len(body))
                 raise BackendUnavailable("vault's answer is larger than the site takes")
-            return response.status, _taken(body)
+            return response.status, body
 
     async def read(self, secret: SecretMetadata, version: int) -> str:
         name = secret.secret_name
@@ -408,16 +408,15 @@ class Reader:
                 fresh = await self._token(fresh=True)
                 if fresh != used or settings.VAULT_ROLE_ID:
                     status, raw = await self._get(url, version, fresh)
-        except SecretsError:
-            raise
         except Exception as exc:
-            raise classified(name, exc) from None
+            error = classified(name, exc)
+            if error is exc:
+                raise
+            raise error from None
         try:
             answer: Any = json.loads(raw) if raw else None
         except ValueError:
             answer = None
-        finally:
-            raw = b""
         if status != 200:
             errors = answer.get("errors") if isinstance(answer, dict) else None
             error = hvac.exceptions.VaultError.from_status(
@@ -438,14 +437,6 @@ class Reader:
 
     async def close(self) -> None:
         await self.session.close()
-
-
-def _taken(body: bytearray) -> bytes:
-    """The answer's bytes, and the buffer we read them into zeroed."""
-    try:
-        return bytes(body)
-    finally:
-        body[:] = bytes(len(body))
 
 
 _reader: Reader | None = None
