@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
-from agents_app.models import Agent, SecretGrant
+from agents_app.models import Agent
 from agents_app.services import (
     Credentials,
     agent_environment,
@@ -24,45 +24,19 @@ from audit_app import services as audit
 from audit_app.admin_mixins import AuditedModelAdmin
 from foundation_core.admin_pages import AdminPagesMixin
 
-#: Each of these lets its holder read what an agent may read (docs/secrets.md).
+#: Each of these lets its holder read what an agent may read (docs/secrets.md); so does
+#: ``secrets_app.manage_grants``, on the grants that ``secrets_app.admin`` adds to this page.
 ISSUE = "agents_app.issue_credentials"
 PUBLIC_KEY = "agents_app.change_public_key"
-GRANTS = "agents_app.manage_grants"
-
-
-class SecretGrantInline(admin.TabularInline):  # type: ignore[type-arg]
-    """An agent's grants: shown to whoever may see the agent, edited only with ``GRANTS``."""
-
-    model = SecretGrant
-    extra = 1
-    fields = ("pattern",)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(GRANTS)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(GRANTS)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(GRANTS)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("agents_app.view_agent") or request.user.has_perm(
-            "agents_app.change_agent"
-        )
 
 
 @admin.register(Agent)
 class AgentAdmin(AdminPagesMixin, AuditedModelAdmin):
-    list_display = ("name", "is_active", "sealed", "grant_list", "last_seen_at", "created_at")
+    list_display = ("name", "is_active", "sealed", "last_seen_at", "created_at")
     list_filter = ("is_active",)
-    search_fields = ("name", "description", "grants__pattern")
+    search_fields = ("name", "description")
     fields = ("name", "description", "is_active", "public_key", "last_seen_at", "created_at")
     readonly_fields = ("last_seen_at", "created_at")
-    inlines = [SecretGrantInline]
-
-    def get_queryset(self, request: HttpRequest) -> Any:
-        return super().get_queryset(request).prefetch_related("grants")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Adding an agent issues its credentials.
@@ -92,10 +66,6 @@ class AgentAdmin(AdminPagesMixin, AuditedModelAdmin):
     @admin.display(boolean=True, description="Sealed delivery")
     def sealed(self, obj: Agent) -> bool:
         return bool(obj.public_key)
-
-    @admin.display(description="Grants")
-    def grant_list(self, obj: Agent) -> str:
-        return ", ".join(g.pattern for g in obj.grants.all()) or "—"
 
     def get_urls(self) -> list[Any]:
         return [

@@ -10,33 +10,12 @@ class AgentsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from agents_app.models import Agent, SecretGrant
+        from agents_app import audit_signals
+        from agents_app.models import Agent
 
-        for model in (Agent, SecretGrant):
-            post_save.connect(_forget, sender=model, dispatch_uid=f"forget_{model.__name__}")
-            post_delete.connect(_forget, sender=model, dispatch_uid=f"forget_d_{model.__name__}")
         post_save.connect(_provision, sender=Agent, dispatch_uid="provision_agent")
         post_delete.connect(_deprovision, sender=Agent, dispatch_uid="deprovision_agent")
-
-        from agents_app import audit_signals
-        from agents_app.services import on_notice
-        from foundation_core import notices
-
         audit_signals.connect()
-        notices.register(on_notice)
-
-
-def _forget(**kwargs: object) -> None:
-    from django.db import transaction
-
-    from agents_app.services import forget_agents
-    from foundation_core import notices
-
-    forget_agents()
-    # Again once the change is visible to other connections, in case a read in between cached
-    # the old state; and in every other site process (a revocation takes effect everywhere).
-    transaction.on_commit(forget_agents)
-    notices.publish_on_commit({"agents": True})
 
 
 def _provision(instance: object, **kwargs: object) -> None:

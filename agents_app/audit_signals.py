@@ -1,18 +1,19 @@
-"""What lets someone read an agent's secrets, audited wherever it changes: a new public key, a
-grant given or taken (the admin, the ORM, ``create_agent``). Credentials issued are audited where
-they are issued (``agents_app.services``). The actor is the signed-in user of the request being
-served, else ``(system)``; all of it is listed on the agent's admin page."""
+"""What lets someone read an agent's secrets, audited wherever it changes: a new public key (the
+admin, the ORM). Credentials issued are audited where they are issued (``agents_app.services``),
+grants where they are given (``secrets_app.grants``). The actor is the signed-in user of the
+request being served, else ``(system)``; all of it is listed on the agent's admin page."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import post_save, pre_save
 
-from agents_app.models import Agent, SecretGrant
+from agents_app.models import Agent
 from audit_app import services
 
-#: The audit events the agent's page lists as its credential history.
+#: The audit events the agent's page lists as its credential history (``agents.grant``: written
+#: by ``secrets_app.grants``).
 EVENTS = ("agents.create", "agents.token", "agents.public_key", "agents.grant")
 
 
@@ -39,24 +40,6 @@ def after_agent_save(sender: type[Agent], instance: Agent, created: bool, **kwar
         )
 
 
-def after_grant_save(
-    sender: type[SecretGrant], instance: SecretGrant, created: bool, **kwargs: Any
-) -> None:
-    _record(
-        "agents.grant",
-        instance.agent.name,
-        "add" if created else "change",
-        pattern=instance.pattern,
-    )
-
-
-def after_grant_delete(sender: type[SecretGrant], instance: SecretGrant, **kwargs: Any) -> None:
-    agent = Agent.objects.filter(pk=instance.agent_id).values_list("name", flat=True).first()
-    _record("agents.grant", agent or "(deleted)", "remove", pattern=instance.pattern)
-
-
 def connect() -> None:
     pre_save.connect(before_agent_save, sender=Agent, dispatch_uid="audit_agent_key_before")
     post_save.connect(after_agent_save, sender=Agent, dispatch_uid="audit_agent_key")
-    post_save.connect(after_grant_save, sender=SecretGrant, dispatch_uid="audit_grant_save")
-    post_delete.connect(after_grant_delete, sender=SecretGrant, dispatch_uid="audit_grant_delete")

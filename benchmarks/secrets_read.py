@@ -62,8 +62,8 @@ def prepare() -> str:
 
     call_command("migrate", verbosity=0)
     from agents_app.models import Agent
-    from agents_app.services import create_agent
     from secrets_app import services
+    from secrets_app.grants import create_agent
     from secrets_app.models import SecretMetadata
 
     for secret in SecretMetadata.objects.filter(secret_name="bench_secret"):
@@ -180,7 +180,7 @@ async def through_client(
 ) -> tuple[list[float], list[float], list[float]]:
     """The agent's uncached reads and hvac's, in alternating batches; then cached reads."""
     from foundation_client import ClientSettings, SecretsClient
-    from secrets_app.signing import site_public_key
+    from foundation_core.signing import site_public_key
 
     settings = ClientSettings(
         agent_name="bench_agent",

@@ -310,8 +310,8 @@ if VAULT_ROLE_ID and not VAULT_SECRET_ID:
 
 # --- Secrets --------------------------------------------------------------------------------
 # The Ed25519 seed with which the site signs every secret answer; agents pin its public key
-# (secrets_app.signing.site_public_key). In development without one, a key derived from SECRET_KEY,
-# so that every process of one checkout (web, create_agent) agrees on it.
+# (foundation_core.signing.site_public_key). In development without one, a key derived from
+# SECRET_KEY, so that every process of one checkout (web, create_agent) agrees on it.
 FOUNDATION_SITE_SIGNING_KEY: bytes = (
     key_32(
         env_secret("FOUNDATION_SITE_SIGNING_KEY", required=not DEBUG),

@@ -1,6 +1,6 @@
 """Secrets in the admin: create (write-only value), set a new value, versions, rollback, rotate,
 delete. Each action goes through ``secrets_app.services``, which audits it; no page ever shows a
-value."""
+value. And the agents' grants, on the agent's own page."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from agents_app.admin import AgentAdmin
+from agents_app.models import Agent
 from audit_app.admin_mixins import AuditedModelAdmin
 from foundation_core.admin_pages import AdminPagesMixin
 from secrets_app import services
 from secrets_app.exceptions import SecretsError
 from secrets_app.forms import SecretCreateForm, SetValueForm
-from secrets_app.models import SecretMetadata, SecretVersion
+from secrets_app.models import SecretGrant, SecretMetadata, SecretVersion
 from secrets_app.rotators import get_rotator
 
 
@@ -223,3 +225,55 @@ class SecretMetadataAdmin(AdminPagesMixin, AuditedModelAdmin):
             return self._to_change(secret)
         messages.success(request, f"Secret {secret.secret_name} and all its versions deleted.")
         return HttpResponseRedirect(self.admin_url("changelist"))
+
+
+#: Lets its holder read what an agent may read, like the agent's own credentials
+#: (docs/secrets.md, "Who may issue credentials").
+GRANTS = "secrets_app.manage_grants"
+
+
+class SecretGrantInline(admin.TabularInline):  # type: ignore[type-arg]
+    """An agent's grants: shown to whoever may see the agent, edited only with ``GRANTS``."""
+
+    model = SecretGrant
+    extra = 1
+    fields = ("pattern",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(GRANTS)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(GRANTS)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(GRANTS)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("agents_app.view_agent") or request.user.has_perm(
+            "agents_app.change_agent"
+        )
+
+
+class AgentWithGrantsAdmin(AgentAdmin):
+    """The agents' page, with what each may read: the grants are the secrets' policy, so this
+    app puts them on the page (``agents_app`` knows nothing of them)."""
+
+    inlines = [SecretGrantInline]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        shown = list(super().get_list_display(request))
+        return [*shown[:3], "grant_list", *shown[3:]]
+
+    def get_search_fields(self, request: HttpRequest) -> Any:
+        return (*super().get_search_fields(request), "grants__pattern")
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("grants")
+
+    @admin.display(description="Grants")
+    def grant_list(self, obj: Agent) -> str:
+        return ", ".join(g.pattern for g in obj.grants.all()) or "—"
+
+
+admin.site.unregister(Agent)
+admin.site.register(Agent, AgentWithGrantsAdmin)

@@ -12,9 +12,11 @@ class SecretsConfig(AppConfig):
 
     def ready(self) -> None:
         from foundation_core import notices, ratelimit
-        from secrets_app import value_cache
+        from secrets_app import grants, value_cache
 
         checks.register(check_settings, "secrets")
+        grants.connect()
+        notices.register(grants.on_notice)
         notices.register(value_cache.on_notice)
         ratelimit.on_refused("api", _failed_tokens_refused)
         ratelimit.on_refused("reads", _quota_refused)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from enum import Enum
-from typing import Any, Final, Literal, Union
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, models
 from django.db.models.functions import Now
+
+from agents_app.models import Agent
 
 #: A secret name's characters and length; ``secret_name_segments`` adds the rule for segments.
 SECRET_NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}")
@@ -140,17 +141,6 @@ class SecretMetadata(models.Model):
         return due is not None and due <= now
 
 
-class Lookup(Enum):
-    NOT_LOOKED_UP = "not looked up"
-
-
-#: A secret's current row as a caller may already hold it (``SecretMetadata.current``'s answer),
-#: or ``NOT_LOOKED_UP``: the agent API looks the row up with the agent when it can
-#: (``agents_app.services.authenticate_for_read``) and passes it on.
-NOT_LOOKED_UP: Final = Lookup.NOT_LOOKED_UP
-SecretLookup = Union["SecretMetadata", None, Literal[Lookup.NOT_LOOKED_UP]]
-
-
 class SecretVersion(models.Model):
     """Who made each version of a secret, when and why; never the value."""
 
@@ -198,3 +188,24 @@ class LocalSecretValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.secret_id} v{self.version} (key {self.key_id})"
+
+
+class SecretGrant(models.Model):
+    """Which secrets an agent may read: an exact name, or a prefix ending in ``*``
+    (``secrets_app.grants.grant_matches``). A secrets policy kept here, beside the secrets, so
+    that the agents' identities know nothing of it."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
+    pattern = models.CharField(max_length=101, validators=[validate_grant_pattern])
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "pattern"], name="uniq_agent_grant"),
+        ]
+        # Beyond "change agent" (docs/secrets.md, "Who may issue credentials"): a grant lets
+        # its agent, and whoever holds the agent's token, read what it names.
+        permissions = [("manage_grants", "Can give and take an agent's secret grants")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} may read {self.pattern}"

@@ -18,7 +18,7 @@ Where the work runs is the ``Database`` the caller passes:
 - ``InThread``, everywhere else (the ninja view under Django's handlers and test client, SQLite,
   a server run without the lifespan): the same statements on Django's own connection.
 
-Both run the same SQL (``Agent.lookup_query``, ``CURRENT_QUERY``, the audit log's insert) with
+Both run the same SQL (``grants.lookup_query``, ``CURRENT_QUERY``, the audit log's insert) with
 the same adaptation; only the connection differs.
 """
 
@@ -38,7 +38,6 @@ from psycopg import sql as pg_sql
 from psycopg_pool import AsyncConnectionPool
 
 from agents_app.models import Agent, hash_token
-from agents_app.services import auth_generation, cached_agent, remember_agent
 from audit_app import services as audit
 from foundation_client.protocol import (
     ANSWER_NONCE,
@@ -48,8 +47,8 @@ from foundation_client.protocol import (
     seal,
     sealing_context,
 )
-from foundation_core import ratelimit
-from secrets_app import services, signing, value_cache
+from foundation_core import ratelimit, signing
+from secrets_app import grants, services, value_cache
 from secrets_app.backends import vault
 from secrets_app.exceptions import (
     AccessDenied,
@@ -97,7 +96,7 @@ class Database(Protocol):
 
     async def look_up(
         self, token_hash: str, name: str | None
-    ) -> tuple[Agent | None, SecretMetadata | None]: ...
+    ) -> tuple[grants.Reader | None, SecretMetadata | None]: ...
 
     async def current(self, name: str) -> SecretMetadata | None: ...
 
@@ -109,12 +108,12 @@ class Database(Protocol):
 # --- The decision ----------------------------------------------------------------------------
 
 
-def decide(agent: Agent, name: str, secret: SecretMetadata | None) -> int | SecretsError:
-    """The version ``agent`` may have of ``name``, or why not. The grant comes before the
+def decide(reader: grants.Reader, name: str, secret: SecretMetadata | None) -> int | SecretsError:
+    """The version ``reader`` may have of ``name``, or why not. The grant comes before the
     secret's existence, so that an agent without one learns nothing of what exists."""
-    if not agent.is_active:
+    if not reader.agent.is_active:
         return AccessDenied("agent is disabled")
-    if not agent.may_read(name):
+    if not reader.may_read(name):
         return AccessDenied("no grant for this secret")
     if not is_secret_name(name):
         return SecretDoesNotExist("(invalid name)")
@@ -194,12 +193,12 @@ async def serve(request: ReadRequest, db: Database) -> Answer:
     """Answer one read, audited: every refusal with its reason, a success only for a value that
     goes out (its row committed first)."""
     name = request.name
-    agent, secret = await _authenticate(db, request.token, name)
+    reader, secret = await _authenticate(db, request.token, name)
 
     async def record(actor: object, success: bool, action: str = "read", **extra: Any) -> None:
         await _audit(db, request, actor, action, success, **extra)
 
-    if agent is None:
+    if reader is None:
         # Per address: beyond the limit, 429 and no row of its own (one summary row later).
         verdict = await db.run(ratelimit.hit, "api", request.ip_address or "-")
         if not verdict.allowed:
@@ -210,6 +209,7 @@ async def serve(request: ReadRequest, db: Database) -> Answer:
             error="invalid agent token" if request.token else "no agent token",
         )
         return Answer(401, {"detail": "Unauthorized"})
+    agent = reader.agent
     if settings.RATELIMIT_AGENT_READS:
         verdict = await db.run(ratelimit.hit, "reads", agent.name)
         if not verdict.allowed:
@@ -217,7 +217,7 @@ async def serve(request: ReadRequest, db: Database) -> Answer:
     if request.nonce is not None and not ANSWER_NONCE.fullmatch(request.nonce):
         await record(agent, False, error="malformed nonce")
         return Answer(400, {"detail": f"nonce must match {ANSWER_NONCE_PATTERN}"})
-    version = decide(agent, name, secret)
+    version = decide(reader, name, secret)
     if isinstance(version, SecretsError):
         await record(agent, False, error=version)
         return _status(version, name)
@@ -265,22 +265,22 @@ async def _read_value(db: Database, secret: SecretMetadata, version: int) -> str
 
 async def _authenticate(
     db: Database, token: str | None, name: str
-) -> tuple[Agent | None, SecretMetadata | None]:
-    """The token's agent (a disabled one too, so its refusals are audited under its name) and
-    the name's current row, in one query unless the agent is in the token cache."""
+) -> tuple[grants.Reader | None, SecretMetadata | None]:
+    """The token's holder (a disabled agent too, so its refusals are audited under its name)
+    and the name's current row, in one query unless the holder is in the token cache."""
     if not token:
         return None, None
     token_hash = hash_token(token)
     valid = is_secret_name(name)
-    found, agent = cached_agent(token_hash)
+    found, reader = grants.cached(token_hash)
     if found:
-        if agent is None or not valid:
-            return agent, None
-        return agent, await db.current(name)
-    generation = auth_generation()
-    agent, secret = await db.look_up(token_hash, name if valid else None)
-    remember_agent(token_hash, agent, generation)
-    return agent, secret
+        if reader is None or not valid:
+            return reader, None
+        return reader, await db.current(name)
+    since = grants.generation()
+    reader, secret = await db.look_up(token_hash, name if valid else None)
+    grants.remember(token_hash, reader, since)
+    return reader, secret
 
 
 async def _audit(
@@ -314,8 +314,8 @@ class InThread:
 
     async def look_up(
         self, token_hash: str, name: str | None
-    ) -> tuple[Agent | None, SecretMetadata | None]:
-        return await sync_to_async(Agent.for_token_and_secret)(token_hash, name)
+    ) -> tuple[grants.Reader | None, SecretMetadata | None]:
+        return await sync_to_async(grants.look_up)(token_hash, name)
 
     async def current(self, name: str) -> SecretMetadata | None:
         return await sync_to_async(SecretMetadata.current)(name)
@@ -344,9 +344,9 @@ class Pooled:
 
     async def look_up(
         self, token_hash: str, name: str | None
-    ) -> tuple[Agent | None, SecretMetadata | None]:
-        query, params = Agent.lookup_query(token_hash, name)
-        return Agent.from_lookup(await self._rows(query, params), name)
+    ) -> tuple[grants.Reader | None, SecretMetadata | None]:
+        query, params = grants.lookup_query(token_hash, name)
+        return grants.from_lookup(await self._rows(query, params), name)
 
     async def current(self, name: str) -> SecretMetadata | None:
         rows = await self._rows(CURRENT_QUERY, [name])

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from agents_app.models import SecretGrant
-from agents_app.services import create_agent, issue_credentials
+from agents_app.services import issue_credentials
 from secrets_app import services
+from secrets_app.grants import create_agent
+from secrets_app.models import SecretGrant
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -241,3 +241,49 @@ def test_every_app_migrates_down_to_zero_and_back_up():
     with connection.cursor() as cursor:
         back = set(connection.introspection.table_names(cursor, include_views=True))
     assert {*SEED_COLUMNS, "suspicious_activities"} <= back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_grants_and_whoever_may_manage_them_survive_the_move_to_secrets_app():
+    """secrets_app's 0005 adopts agents_app's grants table: on a database from before, the rows,
+    the admin's history of them and the staff given ``manage_grants`` all follow."""
+    from django.contrib.auth.models import Permission, User
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [
+        ("agents_app", "0004_agent_credential_permissions"),
+        ("secrets_app", "0004_rotation_reminders"),
+    ]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        agent = old.get_model("agents_app", "Agent").objects.create(name="kept", token_hash="h")
+        old.get_model("agents_app", "SecretGrant").objects.create(agent=agent, pattern="prod/*")
+        # As a site from before has them: the grant's content type and the permission on the
+        # agent's (contenttypes and auth themselves are unchanged by these migrations).
+        ContentType.objects.clear_cache()
+        ContentType.objects.filter(app_label="secrets_app", model="secretgrant").update(
+            app_label="agents_app"
+        )
+        agent_type = ContentType.objects.get(app_label="agents_app", model="agent")
+        Permission.objects.filter(codename="manage_grants").update(content_type=agent_type)
+        staff = User.objects.create(username="granter", is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="manage_grants"))
+        assert User.objects.get(pk=staff.pk).has_perm("agents_app.manage_grants")
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    ContentType.objects.clear_cache()
+
+    from secrets_app.models import SecretGrant
+
+    assert list(SecretGrant.objects.values_list("agent__name", "pattern")) == [("kept", "prod/*")]
+    assert SecretGrant._meta.db_table == "secrets_app_secretgrant"
+    assert "agents_app_secretgrant" not in connection.introspection.table_names()
+    grant_type = ContentType.objects.get_for_model(SecretGrant)
+    assert Permission.objects.filter(content_type=grant_type).count() == 5  # 4 + manage_grants
+    user = User.objects.get(username="granter")
+    assert user.has_perm("secrets_app.manage_grants")
+    assert not user.has_perm("agents_app.manage_grants")

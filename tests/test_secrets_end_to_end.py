@@ -23,7 +23,8 @@ from foundation_client import (
     SecretUnavailable,
     generate_keypair,
 )
-from secrets_app import services, signing
+from foundation_core import signing
+from secrets_app import services
 from secrets_app.jobs import rotate_due_secrets
 from secrets_app.models import SecretMetadata
 

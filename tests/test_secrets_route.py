@@ -16,8 +16,9 @@ from foundation_client.protocol import (
     open_sealed,
     sealing_context,
 )
+from foundation_core import signing
 from foundation_site.asgi import application
-from secrets_app import services, signing
+from secrets_app import services
 from tests.fixtures.served import serve
 
 pytestmark = pytest.mark.django_db(transaction=True)

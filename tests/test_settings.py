@@ -150,7 +150,7 @@ def test_debug_needs_no_secrets():
 
 
 PRINT_SITE_KEY = (
-    "import django; django.setup(); from secrets_app.signing import site_public_key; "
+    "import django; django.setup(); from foundation_core.signing import site_public_key; "
     "print(site_public_key())"
 )
 

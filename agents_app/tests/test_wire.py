@@ -13,7 +13,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from agents_app.models import Agent
-from agents_app.services import create_agent
+from agents_app.services import agent_environment, create_agent
+from agents_app.wire import provision
 from foundation_client.protocol import AGENTS, acl_user, inbox
 from foundation_client.testing import is_cluster, sync_client
 from foundation_core.redis_client import get_wire
@@ -34,9 +35,10 @@ def environment(out: str) -> dict[str, str]:
 
 
 def new_agent(name: str) -> dict[str, str]:
-    out = StringIO()
-    call_command("create_agent", name, "--grant", "x/*", stdout=out)
-    return environment(out.getvalue())
+    """What ``create_agent`` does and prints, without the grants (secrets_app's)."""
+    agent, credentials = create_agent(name, actor="test")
+    provision(agent)
+    return dict(agent_environment(agent, credentials))
 
 
 def cli(url: str, *command: str) -> str:
@@ -67,7 +69,7 @@ def test_the_printed_environment_is_all_an_agent_needs(settings):
     assert env["FOUNDATION_REDIS_URL"].startswith(f"{scheme}://{acl_user('wire_a')}:")
     assert get_wire().sismember(AGENTS, "wire_a")
     from foundation_client import ClientSettings
-    from secrets_app.signing import site_public_key
+    from foundation_core.signing import site_public_key
 
     assert env["FOUNDATION_SITE_PUBLIC_KEY"] == site_public_key()
     client = ClientSettings.from_env(env)

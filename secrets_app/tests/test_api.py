@@ -29,7 +29,8 @@ from foundation_client.protocol import (
     seal,
     sealing_context,
 )
-from secrets_app import services, signing
+from foundation_core import signing
+from secrets_app import services
 from secrets_app.backends import vault
 
 pytestmark = pytest.mark.django_db

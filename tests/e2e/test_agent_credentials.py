@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from agents_app.models import Agent
-from agents_app.services import create_agent
 from audit_app.models import AuditLog
+from secrets_app.grants import create_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,8 +7,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from agents_app.services import agent_environment, create_agent
+from agents_app.services import agent_environment
 from agents_app.wire import provision
+from secrets_app.grants import create_agent
 
 
 class Command(BaseCommand):
