@@ -11,7 +11,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 
-from foundation_client.protocol import AGENT_NAME_PATTERN, load_public_key
+from foundation_client.protocol import AGENT_NAME_PATTERN
+from foundation_client.protocol.sealing import load_public_key
 
 TOKEN_PREFIX = "fdn_"  # noqa: S105 - a prefix, not a credential
 

@@ -17,7 +17,15 @@ from django.conf import settings
 from redis.exceptions import RedisError, ResponseError
 
 from agents_app.models import Agent
-from foundation_client.protocol import AGENT_SCRIPTS, AGENTS, acl_rules, acl_user
+from foundation_client.protocol import (
+    AGENT_SCRIPTS,
+    AGENTS,
+    PROTOCOL_KEY,
+    PROTOCOL_VERSION,
+    acl_rules,
+    acl_user,
+    encode_served,
+)
 from foundation_core.redis_client import get_wire, wire_nodes
 
 logger = logging.getLogger("foundation.agents.wire")
@@ -39,13 +47,20 @@ def _kill(node: object, user: str) -> None:
             raise
 
 
+#: The protocol versions this site serves, published where every agent reads it at start
+#: (``PROTOCOL_KEY``, ``/api/v1/protocol``). Version 2 clients differ only in not checking.
+SERVED_PROTOCOL_VERSIONS = (2, PROTOCOL_VERSION)
+
+
 def load_scripts() -> None:
-    """Load the protocol's scripts on every node: agents may only run them by SHA (EVALSHA),
-    never load or run a script of their own. Cheap and idempotent; the recorder does it every
-    few seconds, so a restarted Redis has them again at once."""
+    """Load the protocol's scripts on every node (agents may only run them by SHA, EVALSHA,
+    never load or run a script of their own) and publish the served protocol versions. Cheap
+    and idempotent; the recorder does it every few seconds, so a restarted Redis has them
+    again at once."""
     for node in wire_nodes():
         for source in AGENT_SCRIPTS:
             node.script_load(source)
+    get_wire().set(PROTOCOL_KEY, encode_served(SERVED_PROTOCOL_VERSIONS))
 
 
 def provision(agent: Agent, *, disconnect: bool = False) -> None:

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from redis.cluster import RedisCluster
 
-from foundation_client.protocol import is_cluster, node_url
+from foundation_client.connections import is_cluster, node_url
 
 
 @lru_cache(maxsize=4)

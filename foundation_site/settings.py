@@ -23,7 +23,7 @@ import environ
 import structlog
 from django.core.exceptions import ImproperlyConfigured
 
-from foundation_client.protocol import REDIS_SCHEMES, redacted_url
+from foundation_client.connections import REDIS_SCHEMES, redacted_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from audit_app.models import AuditLog
 from foundation_client import generate_keypair
-from foundation_client.protocol import open_sealed, sealing_context
+from foundation_client.protocol import sealing_context
+from foundation_client.protocol.sealing import open_sealed
 from foundation_core.redis_client import get_redis
 from secrets_app.jobs import rotate_due_secrets
 from secrets_app.models import SecretMetadata

@@ -10,12 +10,9 @@ from asgi_lifespan import LifespanManager
 
 from audit_app.models import AuditLog
 from foundation_client import ClientSettings, SecretsClient, SecretUnavailable, generate_keypair
-from foundation_client.protocol import (
-    SecretAnswer,
-    load_site_public_key,
-    open_sealed,
-    sealing_context,
-)
+from foundation_client.protocol import SECRETS_API_PATH, SecretAnswer, sealing_context
+from foundation_client.protocol.answers import load_site_public_key
+from foundation_client.protocol.sealing import open_sealed
 from foundation_core import signing
 from foundation_site.asgi import application
 from secrets_app import services
@@ -129,7 +126,8 @@ def test_nonces_are_handled_as_the_ninja_view_handles_them(client, secret, make_
 
 class RouteTransport:
     """SecretsClient's transport straight into the served application, through the lean route;
-    ``replay`` serves the first answer again for every later request, as a man in the middle."""
+    ``replay`` serves the first secret answer again for every later read, as a man in the
+    middle."""
 
     def __init__(self, app, token: str, *, replay: bool = False) -> None:
         self.http = httpx.AsyncClient(
@@ -141,10 +139,12 @@ class RouteTransport:
         self.first: dict | None = None
 
     async def get_json(self, path: str):
-        if self.replay and self.first is not None:
+        read = path.startswith(SECRETS_API_PATH)
+        if read and self.replay and self.first is not None:
             return 200, self.first
         response = await self.http.get(path)
-        self.first = self.first or response.json()
+        if read:
+            self.first = self.first or response.json()
         return response.status_code, response.json()
 
     async def close(self) -> None:

@@ -216,6 +216,6 @@ def test_a_malformed_url_is_named_but_its_password_never_shown(variable, url):
     ],
 )
 def test_urls_are_shown_without_their_user_info(url, shown):
-    from foundation_client.protocol import redacted_url
+    from foundation_client.connections import redacted_url
 
     assert redacted_url(url) == shown

@@ -64,3 +64,12 @@ def test_ensure_admin_refuses_half_an_account(monkeypatch):
     with pytest.raises(CommandError, match="FOUNDATION_ADMIN_PASSWORD"):
         call_command("ensure_admin", stdout=StringIO())
     assert not User.objects.exists()
+
+
+def test_the_agent_api_answers_the_protocol_versions_it_serves(client):
+    from agents_app.wire import SERVED_PROTOCOL_VERSIONS
+    from foundation_client.protocol import PROTOCOL_API_PATH, decode_served
+
+    response = client.get(PROTOCOL_API_PATH)  # no token: the versions are no secret
+    assert response.status_code == 200
+    assert decode_served(response.json()) == SERVED_PROTOCOL_VERSIONS

@@ -188,3 +188,14 @@ def test_agents_from_before_get_credentials_from_provision_wire():
     env = environment(out.getvalue())
     assert env["FOUNDATION_AGENT_NAME"] == "legacy"
     assert sync_client(env["FOUNDATION_REDIS_URL"]).ping()
+
+
+def test_the_served_protocol_versions_are_published_where_every_agent_reads_them():
+    from agents_app.wire import SERVED_PROTOCOL_VERSIONS
+    from foundation_client.protocol import PROTOCOL_KEY, decode_served
+
+    env = new_agent("wire_a")  # provisioning publishes them, as the recorder does every few s
+    agent = sync_client(env["FOUNDATION_REDIS_URL"])
+    assert decode_served(agent.get(PROTOCOL_KEY)) == SERVED_PROTOCOL_VERSIONS
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        agent.set(PROTOCOL_KEY, '{"min": 1, "max": 99}')

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from foundation_client._config import ClientSettings
-from foundation_client._envelope import Envelope, MalformedMessage
 from foundation_client._exceptions import (
     ConfigurationError,
     FoundationError,
+    InvalidArgument,
+    MalformedMessage,
     MessageRejected,
     MessagingError,
+    ProtocolMismatch,
     RequestTimeout,
     SealingError,
     SecretAccessDenied,
     SecretError,
     SecretNotFound,
     SecretUnavailable,
+    TransportError,
+    WireUnavailable,
 )
-from foundation_client._http import AiohttpTransport, Transport, TransportError
+from foundation_client._http import AiohttpTransport, Transport
 from foundation_client._messaging import Messaging, MessagingConfig, trim_stream
-from foundation_client._sealing import generate_keypair
 from foundation_client._secrets import SecretsClient
-from foundation_client._wire import RotationNotice
+from foundation_client.protocol import Envelope, RotationNotice
+from foundation_client.protocol.sealing import generate_keypair
 
 __version__ = "0.1.0"
 
@@ -30,11 +34,13 @@ __all__ = [
     "ConfigurationError",
     "Envelope",
     "FoundationError",
+    "InvalidArgument",
     "MalformedMessage",
     "MessageRejected",
     "Messaging",
     "MessagingConfig",
     "MessagingError",
+    "ProtocolMismatch",
     "RequestTimeout",
     "RotationNotice",
     "SealingError",
@@ -45,6 +51,7 @@ __all__ = [
     "SecretsClient",
     "Transport",
     "TransportError",
+    "WireUnavailable",
     "__version__",
     "generate_keypair",
     "trim_stream",

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from foundation_client._answers import load_site_public_key
 from foundation_client._exceptions import ConfigurationError
-from foundation_client._redis import REDIS_SCHEMES, redacted_url
-from foundation_client._wire import AGENT_NAME
+from foundation_client.connections import REDIS_SCHEMES, redacted_url
+from foundation_client.protocol import AGENT_NAME
+from foundation_client.protocol.answers import load_site_public_key
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:

@@ -2,8 +2,8 @@
 
 A small seam: ``SecretsClient`` (and later clients) speak to a ``Transport`` that answers
 ``(status, JSON body)`` or raises :class:`TransportError` with a reason fit for a user; the
-default one is aiohttp, measured at half the per-request cost of httpx's async client here
-(1.7 ms against 3.1-3.4 ms for the same request), which matters on an agent's uncached reads.
+default one is aiohttp, at half the per-request cost of httpx's async client (docs/secrets.md,
+"Speed"), which matters on an agent's uncached reads.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-
-class TransportError(Exception):
-    """The site could not be asked or did not answer; ``str()`` says why, without a traceback."""
+from foundation_client._exceptions import TransportError
 
 
 class Transport(Protocol):

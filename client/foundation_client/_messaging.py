@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -31,31 +32,42 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
 
 from foundation_client import protocol as wire
 from foundation_client._config import ClientSettings
-from foundation_client._exceptions import MessageRejected, RequestTimeout
-from foundation_client._redis import connect, send_batch
-from foundation_client._wire import AGENT_NAME
-from foundation_client.protocol import (
-    MESSAGE_ID,
-    MESSAGE_TYPE,
-    TRACEPARENT,
-    Envelope,
+from foundation_client._exceptions import (
     MalformedMessage,
-    as_text,
-    dump_json,
-    new_id,
-    new_ids,
+    MessageRejected,
+    RequestTimeout,
+    WireUnavailable,
 )
+from foundation_client.connections import connect, send_batch
+from foundation_client.protocol import AGENT_NAME, MESSAGE_ID, MESSAGE_TYPE, TRACEPARENT, Envelope
+from foundation_client.util import as_text, dump_json, new_id, new_ids
+
+_M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
 logger = logging.getLogger("foundation_client.messaging")
 
 Handler = Callable[[Envelope], Awaitable[None]]
+
+
+def _wire_errors(method: _M) -> _M:
+    """Redis' errors out of a public method as :class:`WireUnavailable` (the redis-py error its
+    ``__cause__``), so that an agent catches one tree, ``FoundationError``."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as exc:
+            raise WireUnavailable(f"Redis refused or could not answer: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -170,10 +182,13 @@ class Messaging:
 
         return register
 
+    @_wire_errors
     async def start(self) -> None:
-        """Create this agent's groups on its inboxes and clean up consumers that died idle."""
+        """Check that the site serves this client's protocol version, create this agent's
+        groups on its inboxes and clean up consumers that died idle."""
         if self._ready:
             return
+        await self._check_protocol()
         await self._ensure_group(self._requeue)
         await self._refresh_senders()
         for stream in self._sources:
@@ -191,6 +206,19 @@ class Messaging:
             future.cancel()
         if self._owns_redis:
             await self._redis.aclose()
+
+    async def _check_protocol(self) -> None:
+        """Refuse to start (``ProtocolMismatch``) when the site serves a range of versions
+        without this client's. A site that publishes none predates the range (version 2, whose
+        ACL does not let an agent read the key): nothing to check against, so it is logged."""
+        try:
+            raw = await self._redis.get(wire.PROTOCOL_KEY)
+        except NoPermissionError:
+            raw = None
+        if raw is None:
+            logger.warning("the site publishes no protocol versions (it predates version 3)")
+            return
+        wire.check_served(wire.decode_served(raw))
 
     async def _ensure_group(self, stream: bytes) -> None:
         try:
@@ -281,6 +309,7 @@ class Messaging:
             self._valid_routes.clear()
         self._valid_routes.add((to_agent, message_type))
 
+    @_wire_errors
     async def send(
         self,
         to_agent: str,
@@ -297,6 +326,7 @@ class Messaging:
         )
         return (await self._write([envelope]))[0]
 
+    @_wire_errors
     async def send_many(
         self, messages: list[tuple[str, str, Any, str | None]], *, ids: list[str] | None = None
     ) -> list[str]:
@@ -343,12 +373,14 @@ class Messaging:
         )
         return [envelope.id for envelope in envelopes]
 
+    @_wire_errors
     async def broadcast(self, message_type: str, payload: Any) -> list[str]:
         """Send to every registered agent but this one."""
         members = await self._redis.smembers(wire.AGENTS)
         targets = sorted(name for name in map(as_text, members) if name != self.agent)
         return await self.send_many([(name, message_type, payload, None) for name in targets])
 
+    @_wire_errors
     async def request(
         self,
         to_agent: str,
@@ -376,6 +408,7 @@ class Messaging:
         finally:
             self._waiting.pop(envelope.id, None)
 
+    @_wire_errors
     async def reply(self, request: Envelope, payload: Any) -> str:
         """Answer ``request``; the reply continues its trace."""
         if not request.reply_to:
@@ -401,7 +434,7 @@ class Messaging:
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (WireUnavailable, RedisError, OSError) as exc:
                 if stop.is_set():
                     # Stopping with Redis away: what was read ahead stays pending and goes to
                     # another consumer after the visibility timeout.
@@ -411,6 +444,7 @@ class Messaging:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    @_wire_errors
     async def process_once(self, block_ms: int | None = None, *, prefetch: bool = False) -> int:
         """One round: due retries, reclaimed entries, new entries. Returns entries handled.
 

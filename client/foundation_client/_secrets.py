@@ -27,19 +27,30 @@ from urllib.parse import quote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from foundation_client._answers import SecretAnswer, new_nonce
 from foundation_client._config import ClientSettings
 from foundation_client._exceptions import (
     ConfigurationError,
+    InvalidArgument,
     SealingError,
     SecretAccessDenied,
     SecretNotFound,
     SecretUnavailable,
+    TransportError,
 )
-from foundation_client._http import AiohttpTransport, Transport, TransportError
-from foundation_client._redis import connect_notices
-from foundation_client._sealing import open_sealed, sealing_context
-from foundation_client._wire import SECRETS_API_PATH, SECRETS_ROTATION_CHANNEL, RotationNotice
+from foundation_client._http import AiohttpTransport, Transport
+from foundation_client.connections import connect_notices
+from foundation_client.protocol import (
+    PROTOCOL_API_PATH,
+    SECRETS_API_PATH,
+    SECRETS_ROTATION_CHANNEL,
+    RotationNotice,
+    SecretAnswer,
+    check_served,
+    decode_served,
+    sealing_context,
+)
+from foundation_client.protocol.answers import new_nonce
+from foundation_client.protocol.sealing import open_sealed
 
 logger = logging.getLogger("foundation_client.secrets")
 
@@ -70,7 +81,7 @@ class SecretsClient:
         """``clock`` measures ``ttl`` and ``stale_if_error`` (seconds, monotonic): a test moves
         a clock of its own across the windows instead of sleeping through them."""
         if ttl < 0 or stale_if_error < 0:
-            raise ValueError("ttl and stale_if_error must not be negative")
+            raise InvalidArgument("ttl and stale_if_error must not be negative")
         if not settings.agent_token:
             raise ConfigurationError("FOUNDATION_AGENT_TOKEN", "is required to read secrets")
         self.settings = settings
@@ -97,6 +108,7 @@ class SecretsClient:
         self._listen = listen
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._protocol_checked = False
 
     async def __aenter__(self) -> SecretsClient:
         await self.start()
@@ -106,7 +118,9 @@ class SecretsClient:
         await self.close()
 
     async def start(self) -> None:
-        """Start listening for rotation notices (returns once subscribed, or after 2 s)."""
+        """Check that the site serves this client's protocol version (``ProtocolMismatch`` if
+        not), then listen for rotation notices (returns once subscribed, or after 2 s)."""
+        await self._check_protocol()
         if not self._listen or self._listener is not None:
             return
         if self._redis is None:
@@ -114,6 +128,22 @@ class SecretsClient:
         self._listener = asyncio.create_task(self._listen_for_rotations(), name="secrets-rotation")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), timeout=2.0)
+
+    async def _check_protocol(self) -> None:
+        """The site's served range (``PROTOCOL_API_PATH``), checked once. A site that answers
+        404 predates the range; one that cannot be reached now is checked by the next start."""
+        if self._protocol_checked:
+            return
+        try:
+            status, body = await self._http.get_json(PROTOCOL_API_PATH)
+        except TransportError as exc:
+            logger.warning("could not ask the site which protocol versions it serves: %s", exc)
+            return
+        self._protocol_checked = True
+        if status == 404:
+            logger.warning("the site publishes no protocol versions (it predates version 3)")
+            return
+        check_served(decode_served(body))
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.cluster import RedisCluster
 
-from foundation_client._redis import is_cluster, node_url
+from foundation_client.connections import is_cluster, node_url
 
 __all__ = ["is_cluster", "on_every_node", "sync_client", "url_for"]
 

@@ -10,13 +10,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from foundation_client.protocol import (
-    ANSWER_NONCE,
-    ANSWER_SIGNATURE_ALGORITHM,
-    SecretAnswer,
-    load_site_public_key,
-    new_nonce,
-)
+from foundation_client.protocol import ANSWER_NONCE, ANSWER_SIGNATURE_ALGORITHM, SecretAnswer
+from foundation_client.protocol.answers import load_site_public_key, new_nonce
 
 KEY = Ed25519PrivateKey.generate()
 SEALED = {

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from foundation_client._http import AiohttpTransport, TransportError
+from foundation_client import TransportError
+from foundation_client._http import AiohttpTransport
 
 
 async def serve(handler):

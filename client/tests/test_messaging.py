@@ -16,15 +16,17 @@ from redis.exceptions import DataError, ResponseError
 from foundation_client import (
     ClientSettings,
     Envelope,
+    FoundationError,
     MessageRejected,
     Messaging,
     MessagingConfig,
     RequestTimeout,
+    WireUnavailable,
     trim_stream,
 )
 from foundation_client import protocol as wire
 from foundation_client._messaging import _Entry
-from foundation_client._redis import HiredisConnection, connect, send_batch
+from foundation_client.connections import HiredisConnection, connect, send_batch
 from foundation_client.protocol import GROUP, delayed, inbox
 from foundation_client.testing import is_cluster, sync_client
 
@@ -319,8 +321,11 @@ def test_a_write_redis_refuses_raises_and_the_connection_stays_usable():
 
     async def scenario():
         async with Messaging(settings(sender), config=FAST) as tx:
-            with pytest.raises(ResponseError, match="WRONGTYPE"):
+            # One tree to catch (FoundationError), with redis-py's error as the cause.
+            with pytest.raises(WireUnavailable, match="WRONGTYPE") as refused:
                 await tx.send_many([(receiver, "job", {"n": n}, None) for n in range(3)])
+            assert isinstance(refused.value, FoundationError)
+            assert isinstance(refused.value.__cause__, ResponseError)
             sync_redis().delete(inbox(receiver, sender))
             await tx.send(receiver, "job", {"n": 3})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import types
 
 import pytest
 
@@ -24,10 +25,23 @@ def test_the_protocol_declares_everything_it_offers_in_all():
     public = {
         name
         for name, value in vars(protocol).items()
-        if not name.startswith("_") and getattr(value, "__module__", "") != "__future__"
-    } - {"annotations", "time", "dataclass", "Any", "orjson"}
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and getattr(value, "__module__", "") != "__future__"
+    } - {"annotations", "MalformedMessage", "ProtocolMismatch"}
     assert set(protocol.__all__) == public
     assert len(protocol.__all__) == len(set(protocol.__all__))
+
+
+def test_the_protocol_offers_only_wire_things_each_defined_in_it():
+    """Helpers (text, JSON, ids, URLs, sealing's functions) are not the protocol: they live in
+    ``foundation_client.util``, ``connections`` and ``protocol.sealing``."""
+    for helper in ("as_text", "dump_json", "new_id", "redacted_url", "is_cluster", "seal"):
+        assert helper not in protocol.__all__
+    for name in protocol.__all__:
+        value = getattr(protocol, name)
+        if callable(value):  # functions and classes; the rest are constants
+            assert value.__module__.startswith("foundation_client.protocol"), name
 
 
 @pytest.mark.parametrize("name", ["events", "dead", "agents", "sys", "in", "site", "requeue"])

@@ -3,13 +3,8 @@ from __future__ import annotations
 import pytest
 
 from foundation_client import SealingError, generate_keypair
-from foundation_client._sealing import (
-    ALGORITHM,
-    load_public_key,
-    open_sealed,
-    seal,
-    sealing_context,
-)
+from foundation_client.protocol import sealing_context
+from foundation_client.protocol.sealing import ALGORITHM, load_public_key, open_sealed, seal
 
 
 def test_a_sealed_value_opens_with_the_recipients_key():

@@ -22,16 +22,11 @@ from foundation_client import (
     SecretNotFound,
     SecretsClient,
     SecretUnavailable,
+    TransportError,
     generate_keypair,
 )
-from foundation_client._http import TransportError
-from foundation_client.protocol import (
-    ANSWER_NONCE,
-    SecretAnswer,
-    load_public_key,
-    seal,
-    sealing_context,
-)
+from foundation_client.protocol import ANSWER_NONCE, SecretAnswer, sealing_context
+from foundation_client.protocol.sealing import load_public_key, seal
 
 SETTINGS = ClientSettings(agent_name="ai_manager", agent_token="fdn_test")
 SITE_KEY = Ed25519PrivateKey.generate()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from foundation_client.protocol import AGENT_NAME, AGENTS, as_text
+from foundation_client.protocol import AGENT_NAME, AGENTS
+from foundation_client.util import as_text
 from foundation_core.redis_client import get_wire
 
 

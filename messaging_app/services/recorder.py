@@ -34,20 +34,18 @@ from django.db import (
 from psycopg.types.json import set_json_dumps
 from redis.exceptions import RedisError
 
+from foundation_client import MalformedMessage
 from foundation_client.protocol import (
-    LOG_COLUMNS,
     TRIM_STREAM,
     Envelope,
-    MalformedMessage,
     StatusEvent,
-    as_text,
     events,
     inbox,
     inbox_sender,
-    parse_stream_id,
     site_events,
     trim_arguments,
 )
+from foundation_client.util import as_text
 from foundation_core.redis_client import get_wire
 from messaging_app.models import MessageLog, RecorderCursor
 from messaging_app.services.agents import wire_agents
@@ -57,6 +55,25 @@ logger = logging.getLogger("foundation.messaging.recorder")
 #: The database refuses these for good: the entry is skipped. Anything else rolls back and is
 #: tried again.
 PERMANENT = (DataError, IntegrityError)
+
+#: Which ``message_logs`` column each member fills (members not listed are not logged).
+LOG_COLUMNS: dict[str, str] = {
+    "id": "message_id",
+    "sender": "sender",
+    "receiver": "receiver",
+    "type": "message_type",
+    "payload": "payload",
+    "attempt": "attempt",
+    "correlation_id": "correlation_id",
+    "traceparent": "traceparent",
+}
+
+
+def parse_stream_id(raw: str | bytes) -> tuple[int, int]:
+    """A stream entry id ("1764161234567-3") as (milliseconds, sequence), for comparing."""
+    ms, _, seq = as_text(raw).partition("-")
+    return int(ms), int(seq or 0)
+
 
 _COLUMNS = ("event_id", *LOG_COLUMNS.values(), "status", "error_message", "created_at")
 _LIMITS: dict[str, int] = {
@@ -112,7 +129,7 @@ if _COLUMNS != (
     "correlation_id",
     "traceparent",
 ):  # _row and _COPY_TYPES spell them out, in this order, for speed
-    raise AssertionError("the protocol's LOG_COLUMNS changed: update _row and _COPY_TYPES")
+    raise AssertionError("LOG_COLUMNS changed: update _row and _COPY_TYPES")
 _W_ID, _W_NAME, _W_TYPE, _W_CORRELATION, _W_TRACE = (
     _LIMITS[c] for c in ("message_id", "sender", "message_type", "correlation_id", "traceparent")
 )
@@ -270,7 +287,8 @@ def _write(rows: list[Row]) -> None:
             batch_size=1000,
         )
         return
-    # COPY: a third of the database's time per row that INSERT costs, on a machine the recorder
+    # COPY: a fraction of the database's time per row that INSERT costs (docs/measurements.md),
+    # on a machine the recorder
     # shares with the agents it records; binary, so that psycopg's C dumpers write each value
     # as PostgreSQL keeps it (a third less of the recorder's time than text). What PostgreSQL
     # refuses (a NUL in text) is a DataError, as Django's.

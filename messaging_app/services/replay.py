@@ -23,13 +23,11 @@ from foundation_client.protocol import (
     REQUEUE,
     DeadLetter,
     Envelope,
-    dump_json,
     requeue,
     site_events,
 )
-from foundation_client.protocol import (
-    dead_letters as dead_letters_key,
-)
+from foundation_client.protocol import dead_letters as dead_letters_key
+from foundation_client.util import dump_json
 from foundation_core.redis_client import get_wire
 from messaging_app.models import MessageLog
 from messaging_app.services.agents import wire_agents

@@ -6,14 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from foundation_client.protocol import (
-    as_text,
-    dead_letters,
-    events,
-    inbox,
-    requeue,
-    site_events,
-)
+from foundation_client.protocol import dead_letters, events, inbox, requeue, site_events
+from foundation_client.util import as_text
 from foundation_core.redis_client import get_wire
 from messaging_app.models import RecorderCursor
 from messaging_app.services.agents import wire_agents

@@ -25,18 +25,18 @@ from typing import Any
 
 import orjson
 
+from foundation_client import MalformedMessage
 from foundation_client.protocol import (
     AGENT_NAME,
     AGENTS,
     GROUP,
     DeadLetter,
     Envelope,
-    MalformedMessage,
-    as_text,
     dead_letters,
     delayed,
     requeue,
 )
+from foundation_client.util import as_text
 from foundation_core.redis_client import get_wire
 from messaging_app.services.recorder import Row, _row, _write
 

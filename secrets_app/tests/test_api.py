@@ -20,15 +20,9 @@ from foundation_client import (
     SecretUnavailable,
     generate_keypair,
 )
-from foundation_client.protocol import (
-    RotationNotice,
-    SecretAnswer,
-    load_public_key,
-    load_site_public_key,
-    open_sealed,
-    seal,
-    sealing_context,
-)
+from foundation_client.protocol import RotationNotice, SecretAnswer, sealing_context
+from foundation_client.protocol.answers import load_site_public_key
+from foundation_client.protocol.sealing import load_public_key, open_sealed, seal
 from foundation_core import signing
 from secrets_app import services
 from secrets_app.backends import vault

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from foundation_client._exceptions import SealingError
+from foundation_client._exceptions import InvalidArgument, SealingError
 
 ALGORITHM = "X25519-HKDF-SHA256-AES256GCM"
 _INFO = b"foundation-sealed-secret-v1"
@@ -49,7 +49,7 @@ def load_public_key(text: str) -> bytes:
         raw = _unb64(text.strip())
         X25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:
-        raise ValueError("an X25519 public key is 32 bytes in URL-safe base64") from exc
+        raise InvalidArgument("an X25519 public key is 32 bytes in URL-safe base64") from exc
     return raw
 
 

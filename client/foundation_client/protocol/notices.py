@@ -1,18 +1,15 @@
-"""Wire formats shared by the site and the client: one definition, imported by both sides."""
+"""The site's notices: pub/sub channels agents may subscribe to and never publish on."""
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
-#: Agent names: plain tokens (they name streams and audit actors, and need no escaping).
-AGENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}\Z"
-AGENT_NAME = re.compile(AGENT_NAME_PATTERN)
+from foundation_client._exceptions import MalformedMessage
+from foundation_client.protocol.keys import NOTICES
 
-SECRETS_API_PATH = "/api/v1/secrets/"
 #: Pub/sub channel on which the site announces new secret versions (name and version only).
-SECRETS_ROTATION_CHANNEL = "fdn:sys:notices:secrets"
+SECRETS_ROTATION_CHANNEL = NOTICES + "secrets"
 
 
 @dataclass(frozen=True)
@@ -27,11 +24,14 @@ class RotationNotice:
 
     @classmethod
     def decode(cls, raw: str | bytes) -> RotationNotice:
-        """Parse a notice; raises ValueError on anything malformed."""
-        data = json.loads(raw)
+        """Parse a notice; :class:`MalformedMessage` (a ``ValueError``) if it is not one."""
+        try:
+            data = json.loads(raw)
+        except ValueError:  # not JSON, or not UTF-8
+            raise MalformedMessage("rotation notice is not JSON") from None
         if not isinstance(data, dict):
-            raise ValueError("rotation notice is not an object")
+            raise MalformedMessage("rotation notice is not an object")
         name, version = data.get("name"), data.get("version")
         if not isinstance(name, str) or not isinstance(version, int):
-            raise ValueError("rotation notice needs a string name and an integer version")
+            raise MalformedMessage("rotation notice needs a string name and an integer version")
         return cls(name=name, version=version)

@@ -2,8 +2,8 @@
 
 Before redis-py 8.2 its asyncio connections packed commands in pure Python (redis/redis-py#4176);
 8.2 packs them with hiredis, but first passes every argument through its encoder in Python.
-Messaging sends hundreds of arguments a call (an acknowledgement of 500 ids: 338 us a command
-stock on 8.2, 56 us here, measured on 2026-12-07), so these connection classes hand text, bytes
+Messaging sends hundreds of arguments a call (an acknowledgement of 500 ids costs several times
+more stock on 8.2: docs/measurements.md), so these connection classes hand text, bytes
 and numbers to hiredis as they are and leave everything else to redis-py's own packer. Without
 hiredis they are the stock ones.
 """
@@ -128,9 +128,9 @@ async def send_batch(client: Any, commands: list[tuple[Any, ...]]) -> None:
     """Send ``commands`` and read their replies in one round trip, under one timeout; raise
     the first error reply (after reading them all, so the connection stays in step).
 
-    redis-py's asyncio pipeline wraps the read of every reply in a timeout of its own: for a
-    batch of 500 XADDs that was most of a producer's time (17 µs a message against 6.5 µs
-    here, measured). On a cluster, redis-py's cluster pipeline routes each command."""
+    redis-py's asyncio pipeline wraps the read of every reply in a timeout of its own: for a batch
+    of 500 XADDs that was most of a producer's time (docs/measurements.md). On a cluster, redis-py's
+    cluster pipeline routes each command."""
     if isinstance(client, RedisCluster):
         async with client.pipeline(transaction=False) as pipe:
             for args in commands:

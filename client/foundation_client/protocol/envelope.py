@@ -1,10 +1,9 @@
-"""The message envelope: one definition of its members, from which encoding, decoding and the
-message log's columns all derive (``ENVELOPE_FIELDS``, ``LOG_COLUMNS``)."""
+"""The message envelope: one definition of its members, from which encoding and decoding derive
+(``ENVELOPE_FIELDS``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -14,7 +13,9 @@ from typing import Any
 
 import orjson
 
-from foundation_client._wire import AGENT_NAME
+from foundation_client._exceptions import MalformedMessage
+from foundation_client.protocol.keys import AGENT_NAME
+from foundation_client.util import dump_json, new_id
 
 #: Message types are plain tokens, like agent names: they need no JSON escaping, and a malformed
 #: one is refused at ``send`` rather than discovered by a consumer.
@@ -24,35 +25,6 @@ MESSAGE_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,50}")
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 #: W3C trace context (``version-trace_id-parent_id-flags``), carried, never interpreted here.
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-
-
-def new_id() -> str:
-    """128 random bits as 32 hex characters (what uuid4().hex looks like, at a sixth the cost)."""
-    return os.urandom(16).hex()
-
-
-def new_ids(count: int) -> list[str]:
-    """``count`` ids from one read of the system's random source."""
-    text = os.urandom(16 * count).hex()
-    return [text[i : i + 32] for i in range(0, 32 * count, 32)]
-
-
-def dump_json(value: Any) -> bytes:
-    """Compact JSON by orjson: messaging's hot path makes a document a message, and the standard
-    library's encoder was a third of a producer's time. Raises ``TypeError`` for what JSON cannot
-    hold exactly (sets, non-string keys, integers beyond 64 bits). Datetimes, UUIDs, enums and
-    dataclasses become their JSON forms (RFC 3339 text, text, value, object), and NaN and
-    infinities become null, as in JavaScript."""
-    return orjson.dumps(value)
-
-
-def as_text(value: Any) -> str:
-    """A Redis reply item (bytes) as text; undecodable bytes are replaced, never fatal."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-class MalformedMessage(ValueError):
-    """An entry that is not an envelope (a foreign producer, a truncated write, a forgery)."""
 
 
 @dataclass(slots=True)
@@ -186,17 +158,6 @@ if tuple(f.name for f in dataclasses.fields(Envelope))[:-1] != ENVELOPE_FIELDS:
     raise AssertionError("the envelope's specs and its dataclass disagree")
 #: Every member but the payload, as events and the head of ``to_json`` carry them.
 HEAD_FIELDS: tuple[str, ...] = tuple(name for name in ENVELOPE_FIELDS if name != "payload")
-#: Which ``message_logs`` column each member fills (members not listed are not logged).
-LOG_COLUMNS: dict[str, str] = {
-    "id": "message_id",
-    "sender": "sender",
-    "receiver": "receiver",
-    "type": "message_type",
-    "payload": "payload",
-    "attempt": "attempt",
-    "correlation_id": "correlation_id",
-    "traceparent": "traceparent",
-}
 _head = attrgetter(*HEAD_FIELDS)
 _members = itemgetter(*ENVELOPE_FIELDS)
 _ID = MESSAGE_ID.fullmatch

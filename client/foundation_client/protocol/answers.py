@@ -35,6 +35,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from foundation_client._exceptions import InvalidArgument, MalformedMessage
+
 ANSWER_SIGNATURE_ALGORITHM = "Ed25519"
 #: What the site accepts as a request nonce (``?nonce=``); :func:`new_nonce` makes 22 characters.
 ANSWER_NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
@@ -54,7 +56,9 @@ def load_site_public_key(text: str) -> Ed25519PublicKey:
     try:
         return Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(text.strip()))
     except (binascii.Error, ValueError) as exc:
-        raise ValueError("a site public key is 32 bytes of Ed25519 in URL-safe base64") from exc
+        raise InvalidArgument(
+            "a site public key is 32 bytes of Ed25519 in URL-safe base64"
+        ) from exc
 
 
 def _field(text: str) -> bytes:
@@ -81,7 +85,7 @@ class SecretAnswer:
 
     def __post_init__(self) -> None:
         if (self.sealed is None) == (self.value is None):
-            raise ValueError("an answer carries exactly one of sealed and value")
+            raise MalformedMessage("an answer carries exactly one of sealed and value")
 
     def signed_bytes(self) -> bytes:
         """The bytes the site signs: the layout in the module docstring."""
@@ -133,23 +137,24 @@ class SecretAnswer:
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> SecretAnswer:
-        """Parse the JSON body an agent received; raises ValueError on anything malformed."""
+        """Parse the JSON body an agent received; :class:`MalformedMessage` (a ``ValueError``)
+        on anything malformed."""
         name, version = body.get("name"), body.get("version")
         agent, nonce = body.get("agent", ""), body.get("nonce", "")
         if not isinstance(name, str) or not isinstance(agent, str) or not isinstance(nonce, str):
-            raise ValueError("name, agent and nonce must be strings")
+            raise MalformedMessage("name, agent and nonce must be strings")
         if not isinstance(version, int) or isinstance(version, bool):
-            raise ValueError("version must be an integer")
+            raise MalformedMessage("version must be an integer")
         sealed, value = body.get("sealed"), body.get("value")
         if sealed is not None:
             if not isinstance(sealed, Mapping) or not all(
                 isinstance(sealed.get(field), str) for field in _SEALED_FIELDS
             ):
-                raise ValueError(f"sealed must carry {', '.join(_SEALED_FIELDS)} as strings")
+                raise MalformedMessage(f"sealed must carry {', '.join(_SEALED_FIELDS)} as strings")
             # Only the signed fields are kept: nothing unsigned reaches open_sealed.
             sealed = {field: sealed[field] for field in _SEALED_FIELDS}
         elif not isinstance(value, str):
-            raise ValueError("an answer carries sealed or a string value")
+            raise MalformedMessage("an answer carries sealed or a string value")
         signature = body.get("signature")
         if signature is not None:
             if (
@@ -157,7 +162,7 @@ class SecretAnswer:
                 or signature.get("alg") != ANSWER_SIGNATURE_ALGORITHM
                 or not isinstance(signature.get("sig"), str)
             ):
-                raise ValueError(f"signature must be {ANSWER_SIGNATURE_ALGORITHM} with sig")
+                raise MalformedMessage(f"signature must be {ANSWER_SIGNATURE_ALGORITHM} with sig")
             signature = signature["sig"]
         return cls(
             agent=agent,
