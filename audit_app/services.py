@@ -173,7 +173,8 @@ def _insert(values: tuple[Any, ...]) -> AuditLog:
     """One ``INSERT ... RETURNING id``, the values adapted by the model's own fields.
 
     By hand rather than ``objects.create``: every agent read writes a row, and the ORM's
-    compilation of the insert cost as much as the database's durable commit of it (0.3 ms).
+    compilation of the insert cost as much as the database's durable commit of it
+    (docs/measurements.md).
     The row is the same; its ``created_at`` is loaded from the database when first read.
     """
     if not connection.features.can_return_columns_from_insert:  # pragma: no cover - old SQLite

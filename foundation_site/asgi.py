@@ -3,8 +3,8 @@ and the lifespan opens and closes what the process holds for its life (the secre
 
 Why not Django's ASGI handler for HTTP: every view and middleware here is synchronous, and under
 the ASGI handler each of the (async-capable) middlewares is run through its own ``sync_to_async``
-hop, about 30 thread hand-offs per request: 4.2 ms for a trivial view on our machines, against
-1.2 ms when the whole request runs once in a worker thread (a2wsgi). Nothing async is lost:
+hop, about 30 thread hand-offs per request, three times the cost of running the whole request
+once in a worker thread (a2wsgi; docs/measurements.md). Nothing async is lost:
 WebSockets (the live dashboard) are Channels consumers on the event loop either way.
 
 Subsystems add their WebSocket routes to ``websocket_urlpatterns``.

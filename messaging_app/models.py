@@ -41,7 +41,7 @@ class MessageLog(models.Model):
         indexes = [
             # The seed's (sender, created_at DESC), ascending: a backward scan gives the newest
             # first all the same, and the recorder's inserts land at the right end of a range,
-            # which costs PostgreSQL 0.5-0.8 µs a row less (docs/messaging.md).
+            # which costs PostgreSQL less a row (docs/measurements.md).
             models.Index(fields=["sender", "created_at"], name="idx_messages_sender"),
             models.Index(fields=["receiver", "created_at"], name="idx_messages_receiver"),
             # Partial: most messages carry no correlation id, and the recorder should not pay

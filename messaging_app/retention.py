@@ -121,7 +121,7 @@ def _delete_batch(
 
 
 # The same in one statement and one round trip: the ids never travel to Python and back, which
-# made the batch five times slower than PostgreSQL's own work.
+# made the batch several times slower than PostgreSQL's own work (docs/measurements.md).
 _DELETE_BATCH = """
 WITH batch AS (
     SELECT id, created_at FROM message_logs

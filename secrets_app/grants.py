@@ -91,8 +91,8 @@ def look_up(
     """``lookup_query`` on Django's connection.
 
     One plain SELECT with joins rather than querysets: on the agent API's hottest path (every
-    read when the token cache is off or cold) the ORM's two compiled queries cost five times
-    this one (docs/secrets.md, "Speed")."""
+    read when the token cache is off or cold) the ORM's two compiled queries cost several times
+    this one (docs/measurements.md)."""
     sql, params = lookup_query(token_hash, secret_name)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

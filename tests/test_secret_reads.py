@@ -306,6 +306,37 @@ def test_the_lifespan_opens_the_pool_and_closes_it():
         assert pooled.pool.closed
 
 
+@pytest.mark.postgres
+def test_the_pool_takes_the_role_django_assumes(settings):
+    """``OPTIONS["assume_role"]``: Django sets the role on its own connections; the read's pool
+    does the same on each of its, so a read never runs with more than the site's role."""
+    import os
+    from urllib.parse import urlsplit
+
+    from tests.fixtures.services import needs_project_services
+
+    site_url = os.environ.get("FOUNDATION_PG_SITE_URL")
+    if not site_url:
+        needs_project_services("no FOUNDATION_PG_SITE_URL: scripts/services makes the site role")
+    role = urlsplit(site_url).username
+    options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+    options["assume_role"] = role
+
+    async def go():
+        await reading.start()
+        try:
+            async with reading._pooled.pool.connection() as conn:
+                cursor = await conn.execute("SELECT current_user")
+                return (await cursor.fetchone())[0]
+        finally:
+            await reading.stop()
+
+    try:
+        assert asyncio.run(go()) == role
+    finally:
+        options.pop("assume_role")
+
+
 def test_the_operators_prepare_threshold_is_kept(settings):
     options = settings.DATABASES["default"].setdefault("OPTIONS", {})
     assert reading.pool_settings()[1] is True  # prepared at once by default

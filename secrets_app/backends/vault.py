@@ -74,7 +74,7 @@ class Route:
 
 def route() -> Route:
     """The environment's proxies and CA bundle, read once per client: requests reads them again
-    on every call (``trust_env``), walking ``os.environ`` twice, 0.35 ms a call here. Precedence
+    on every call (``trust_env``), walking ``os.environ`` twice (docs/measurements.md). Precedence
     as hvac and requests have it: ``VAULT_CACERT``, ``VAULT_CAPATH``, then requests' own
     ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``; proxies as requests would pick them for
     ``VAULT_ADDR``, ``NO_PROXY`` included."""
