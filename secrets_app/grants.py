@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, models, transaction
 
 from agents_app import services as agents
@@ -41,10 +42,6 @@ class Reader:
 
     agent: Agent
     patterns: tuple[str, ...]
-
-    @classmethod
-    def of(cls, agent: Agent) -> Reader:
-        return cls(agent, tuple(agent.grants.values_list("pattern", flat=True)))
 
     def may_read(self, secret_name: str) -> bool:
         return any(grant_matches(pattern, secret_name) for pattern in self.patterns)
@@ -200,13 +197,16 @@ def create_agent(
     given = [SecretGrant(pattern=pattern) for pattern in grants]
     for grant in given:
         grant.full_clean(exclude=["agent"], validate_unique=False)
+    patterns = [grant.pattern for grant in given]
+    twice = sorted({pattern for pattern in patterns if patterns.count(pattern) > 1})
+    if twice:  # a new agent has no grants: the only pair that can already exist is one given twice
+        raise ValidationError({"pattern": [f"the grant {twice[0]!r} already exists (given twice)"]})
     with transaction.atomic():
         agent, credentials = agents.create_agent(
             name, actor=actor, public_key=public_key, description=description
         )
         for grant in given:
             grant.agent = agent
-            grant.full_clean()  # the pair's uniqueness: the same pattern given twice
             grant.save()
     return agent, credentials
 

@@ -212,13 +212,10 @@ class Messaging:
         without this client's. A site that publishes none predates the range (version 2, whose
         ACL does not let an agent read the key): nothing to check against, so it is logged."""
         try:
-            raw = await self._redis.get(wire.PROTOCOL_KEY)
+            published = await self._redis.get(wire.PROTOCOL_KEY)
         except NoPermissionError:
-            raw = None
-        if raw is None:
-            logger.warning("the site publishes no protocol versions (it predates version 3)")
-            return
-        wire.check_served(wire.decode_served(raw))
+            published = None
+        wire.check_site(published)
 
     async def _ensure_group(self, stream: bytes) -> None:
         try:
@@ -434,7 +431,7 @@ class Messaging:
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
-            except (WireUnavailable, RedisError, OSError) as exc:
+            except (WireUnavailable, OSError) as exc:  # process_once's Redis errors, as all
                 if stop.is_set():
                     # Stopping with Redis away: what was read ahead stays pending and goes to
                     # another consumer after the visibility timeout.

@@ -45,8 +45,7 @@ from foundation_client.protocol import (
     SECRETS_ROTATION_CHANNEL,
     RotationNotice,
     SecretAnswer,
-    check_served,
-    decode_served,
+    check_site,
     sealing_context,
 )
 from foundation_client.protocol.answers import new_nonce
@@ -140,10 +139,7 @@ class SecretsClient:
             logger.warning("could not ask the site which protocol versions it serves: %s", exc)
             return
         self._protocol_checked = True
-        if status == 404:
-            logger.warning("the site publishes no protocol versions (it predates version 3)")
-            return
-        check_served(decode_served(body))
+        check_site(None if status == 404 else body)
 
     async def close(self) -> None:
         if self._listener is not None:

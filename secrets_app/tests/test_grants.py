@@ -77,7 +77,7 @@ def test_grants_match_exact_names_and_prefixes():
     agent = Agent.objects.create(name="a", token_hash="x")
     SecretGrant.objects.create(agent=agent, pattern="openai_api_key")
     SecretGrant.objects.create(agent=agent, pattern="db/*")
-    reader = Reader.of(agent)
+    reader = Reader(agent, tuple(agent.grants.values_list("pattern", flat=True)))
     assert reader.may_read("openai_api_key")
     assert not reader.may_read("openai_api_key_2")
     assert reader.may_read("db/primary")

@@ -41,6 +41,7 @@ sender of an entry in ``fdn:in:a:{b}`` is a: a receiver reads ``envelope.sender`
 from __future__ import annotations
 
 import json
+import logging
 
 from foundation_client._exceptions import MalformedMessage, ProtocolMismatch
 from foundation_client.protocol.answers import (
@@ -102,6 +103,8 @@ from foundation_client.protocol.scripts import (
 from foundation_client.protocol.sealing import ALGORITHM as SEALING_ALGORITHM
 from foundation_client.protocol.sealing import sealing_context
 
+_logger = logging.getLogger("foundation_client.protocol")
+
 #: This client's version of everything here. 1 was the shared-password layout under
 #: ``foundation:msg:*`` (``manage.py upgrade_wire`` moves it); 2 one Redis user per agent; 3 adds
 #: the published range of served versions (``PROTOCOL_KEY``, readable by every agent).
@@ -136,6 +139,16 @@ def check_served(served: tuple[int, int], version: int = PROTOCOL_VERSION) -> No
     ``version``."""
     if not served[0] <= version <= served[1]:
         raise ProtocolMismatch(version, served)
+
+
+def check_site(published: str | bytes | dict[str, object] | None) -> None:
+    """What a client does at start with what the site published (``PROTOCOL_KEY``'s value or
+    ``PROTOCOL_API_PATH``'s answer): refuse outside the range. None, nothing published, is a
+    site from before the range (version 2): nothing to check against, so it is logged."""
+    if published is None:
+        _logger.warning("the site publishes no protocol versions (it predates version 3)")
+        return
+    check_served(decode_served(published))
 
 
 __all__ = [
@@ -179,6 +192,7 @@ __all__ = [
     "acl_user",
     "agent_key",
     "check_served",
+    "check_site",
     "dead_letters",
     "decode_served",
     "delayed",
